@@ -1,0 +1,195 @@
+"""Typed configs: one model per stage, a recipe is the stages' configs plus their order.
+
+A recipe is YAML; any field can be overridden from the command line with a dotted path
+(`instruct.lr=1e-4`). Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# ---------------------------------------------------------------- world
+
+
+class WorldConfig(Strict):
+    """The embedded synthetic trilingual world (xllava.world)."""
+
+    seed: int = 0
+    n_train_scenes: int = 1200
+    n_eval_scenes: int = 120
+    image_size: int = 96
+    grid_size: int = 3
+    min_objects: int = 2
+    max_objects: int = 5
+    languages: list[str] = ["en", "ko", "zh"]
+    # held-out short-answer questions per question type per language
+    eval_questions_per_type: int = 60
+    # short-answer training questions per train scene per language (the VQA part of the stage-2 mix)
+    train_questions_per_scene: int = 6
+
+
+# ---------------------------------------------------------------- model
+
+
+class ScratchLLMConfig(Strict):
+    """A randomly initialised Llama-architecture LM with a byte-level BPE learned on the world's text.
+    Used by the tiny recipe, where no pretrained LM fits the time budget."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 192
+    intermediate_size: int = 512
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+
+
+class LLMConfig(Strict):
+    source: Literal["hf", "smollm2_gguf", "scratch"] = "hf"
+    path: str | None = None  # HF causal-LM directory for source=hf
+    family: str = "chatml"  # key of xllava.model.families.FAMILIES
+    scratch: ScratchLLMConfig = ScratchLLMConfig()
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> LLMConfig:
+        if self.source == "hf" and not self.path:
+            raise ValueError("model.llm.path is required when model.llm.source is 'hf'")
+        return self
+
+
+class VisionConfig(Strict):
+    tower: Literal["clip", "siglip"] = "clip"  # key of xllava.model.towers.TOWERS
+    path: str | None = None  # pretrained tower directory; None builds the tower from the fields below
+    image_size: int = 96
+    patch_size: int = 16
+    hidden_size: int = 192
+    intermediate_size: int = 512
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    feature_layer: int = -1
+
+
+class ModelConfig(Strict):
+    llm: LLMConfig = LLMConfig(source="scratch")
+    vision: VisionConfig = VisionConfig()
+    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+
+
+# ---------------------------------------------------------------- training
+
+
+class LoraConfig(Strict):
+    r: int = 8
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class TrainStageConfig(Strict):
+    """One LLaVA training stage. Stage 1 (align) and stage 2 (instruct) differ only in defaults."""
+
+    data: list[str] = Field(default_factory=list)  # LLaVA JSON/JSONL files, relative to the run dir
+    languages: list[str] | None = None  # keep only these `lang` values; None keeps all
+    image_root: str | None = None  # images are resolved against this (default: the data file's folder)
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3  # LLM (or LoRA) learning rate
+    projector_lr: float | None = None  # default: lr
+    vision_lr: float | None = None  # default: lr
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    llm_mode: Literal["frozen", "lora", "full"] = "frozen"
+    lora: LoraConfig = LoraConfig()
+    train_vision_tower: bool = False
+    max_length: int = 512
+    seed: int = 42
+    save_steps: int = 50
+    logging_steps: int = 5
+    # speed levers (each can be switched off to measure it)
+    feature_cache: bool = True  # cache frozen vision features per image
+    group_by_length: bool = True  # batches of similar real token length
+    supervised_logits_only: bool = True  # LM head only at positions that carry a label
+    dataloader_workers: int = 0
+
+
+class EvalConfig(Strict):
+    benchmark: str = "world/bench"  # folder of {lang}.jsonl files, relative to the run dir
+    languages: list[str] = ["en", "ko"]
+    batch_size: int = 32
+    max_new_tokens: int = 8
+    limit: int | None = None
+
+
+# ---------------------------------------------------------------- recipe
+
+STAGES = ("world", "align", "instruct", "eval", "report")
+
+
+class Recipe(Strict):
+    name: str
+    output_dir: str = "runs/${name}"
+    stages: list[str] = list(STAGES)
+    world: WorldConfig = WorldConfig()
+    model: ModelConfig = ModelConfig()
+    align: TrainStageConfig = TrainStageConfig(
+        data=["world/captions.jsonl"], lr=1e-3, llm_mode="frozen", epochs=1.0
+    )
+    instruct: TrainStageConfig = TrainStageConfig(
+        data=["world/instruct.jsonl"], lr=2e-4, projector_lr=2e-5, llm_mode="lora", epochs=1.0
+    )
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _known_stages(self) -> Recipe:
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir.replace("${name}", self.name))
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML and apply `a.b.c=value` overrides (values parsed as YAML scalars)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recipe {path} does not exist")
+    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return Recipe.model_validate(tree)
+    except Exception as err:  # pydantic's message names the field; add the file
+        raise ValueError(f"{path}: {err}") from err
+
+
+def dump_config(config: BaseModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True))

@@ -1,0 +1,102 @@
+"""Assemble an HF `LlavaForConditionalGeneration` from a causal-LM directory, a vision tower and a
+fresh mlp2x_gelu projector, with `<image>` as a real special token and a matching `LlavaProcessor`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from xllava.config import ModelConfig
+from xllava.model.families import IMAGE_TOKEN, get_family
+from xllava.model.towers import load_tower, num_image_tokens
+
+
+@dataclass
+class Assembled:
+    model: LlavaForConditionalGeneration
+    processor: LlavaProcessor
+    tower_pretrained: bool
+    llm_dir: Path
+
+
+def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
+    family = get_family(cfg.llm.family)
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    llm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)
+
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken(IMAGE_TOKEN, special=True, normalized=False)]},
+        replace_extra_special_tokens=False,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = family.pad_token if family.pad_token in tokenizer.get_vocab() else tokenizer.eos_token
+    tokenizer.chat_template = family.chat_template
+    # New rows (for <image>) start at the mean of the old ones, so the first logits stay sane.
+    if len(tokenizer) > llm.get_input_embeddings().weight.shape[0]:
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+
+    tower = load_tower(cfg.vision)
+    vision_config = tower.model.config
+    n_image_tokens = num_image_tokens(vision_config, tower.spec)
+    config = LlavaConfig(
+        text_config=llm.config,
+        vision_config=vision_config,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy=tower.spec.select_strategy,
+        vision_feature_layer=cfg.vision.feature_layer,
+        image_seq_length=n_image_tokens,
+        multimodal_projector_bias=True,
+        tie_word_embeddings=llm.config.tie_word_embeddings,
+    )
+    model = LlavaForConditionalGeneration(config)
+    model.model.language_model.load_state_dict(llm.model.state_dict())
+    model.lm_head.load_state_dict(llm.lm_head.state_dict())
+    model.model.vision_tower.load_state_dict(tower.model.state_dict())
+    model.tie_weights()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in family.stop_tokens],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        do_sample=False,
+    )
+
+    processor = LlavaProcessor(
+        image_processor=tower.image_processor,
+        tokenizer=tokenizer,
+        patch_size=vision_config.patch_size,
+        vision_feature_select_strategy=tower.spec.select_strategy,
+        chat_template=family.chat_template,
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=tower.spec.additional_tokens,
+    )
+    return Assembled(model, processor, tower.pretrained, llm_dir)
+
+
+def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out_dir: Path) -> None:
+    """Write a directory that plain transformers, vLLM and SGLang load (atomically: tmp dir, then rename)."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+
+
+def load_llava(path: Path) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    processor = LlavaProcessor.from_pretrained(path)
+    return model, processor

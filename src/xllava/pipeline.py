@@ -1,0 +1,211 @@
+"""`xllava run RECIPE`: the stages in order, skipping completed ones, resuming an interrupted one.
+
+A stage is complete when its directory holds `manifest.json` whose config hash matches: the hash
+covers the stage's own config and the hash of the stage before it, so changing the world redoes
+everything after it. A stage without a manifest is resumed (training restarts from its last
+complete checkpoint). Each stage directory also holds the resolved config that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from xllava.config import Recipe, dump_config
+from xllava.model.assemble import assemble, save_llava
+from xllava.model.llm_sources import materialise_llm
+
+MANIFEST = "manifest.json"
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
+        )
+        if out.returncode == 0:
+            return out.stdout.strip()
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xllava")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
+    section = {
+        "world": recipe.world,
+        "align": recipe.align,
+        "instruct": recipe.instruct,
+        "eval": recipe.eval,
+        "report": None,
+    }[stage]
+    payload = {"upstream": upstream, "config": section.model_dump(mode="json") if section else None}
+    if stage == "align":  # the assembled model is part of stage 1's input
+        payload["model"] = recipe.model.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    path = stage_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+class Pipeline:
+    def __init__(self, recipe: Recipe, log: Callable[[str], None] = print):
+        self.recipe = recipe
+        self.run_dir = recipe.run_dir
+        self.log = log
+
+    # ------------------------------------------------------------ stages
+
+    def stage_world(self, stage_dir: Path) -> dict:
+        from xllava.world import build_world
+
+        return build_world(stage_dir, self.recipe.world)
+
+    def base_model_dir(self) -> tuple[Path, bool]:
+        """The freshly assembled LLaVA (LLM + tower + new projector) that stage 1 starts from."""
+        base = self.run_dir / "base"
+        init = base / "llava"
+        tower_pretrained = self.recipe.model.vision.path is not None
+        if not (init / "config.json").exists():
+            llm_dir = materialise_llm(self.recipe.model.llm, base / "llm", self._world_texts())
+            built = assemble(self.recipe.model, llm_dir)
+            save_llava(built.model, built.processor, init)
+        return init, tower_pretrained
+
+    def _world_texts(self):
+        """Every text of the training files, for a from-scratch tokenizer (never the benchmark)."""
+        for rel in [*self.recipe.align.data, *self.recipe.instruct.data]:
+            path = self.run_dir / rel
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    for turn in json.loads(line).get("conversations", []):
+                        yield turn.get("value", "").replace("<image>", "")
+
+    def stage_train(self, name: str, stage_dir: Path) -> dict:
+        from xllava.train.stage import train_stage
+
+        cfg = getattr(self.recipe, name)
+        if name == "align":
+            init, tower_pretrained = self.base_model_dir()
+        else:
+            init = self.trained_model_dir(before=name)
+            tower_pretrained = self.recipe.model.vision.path is not None
+        result = train_stage(cfg, init, stage_dir, self.run_dir, name)
+        losses = [h["loss"] for h in result.log_history if "loss" in h]
+        return {
+            "model_dir": str(result.model_dir),
+            "init_dir": str(init),
+            "trained": result.trained,
+            "vision_tower_pretrained": tower_pretrained,
+            "samples": result.samples,
+            "supervised_tokens": result.supervised_tokens,
+            "truncated_turns": result.truncated_turns,
+            "seconds": round(result.seconds, 1),
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+        }
+
+    def trained_model_dir(self, before: str | None = None) -> Path:
+        order = [s for s in ("instruct", "align") if s in self.recipe.stages]
+        if before is not None:
+            order = order[order.index(before) + 1 :] if before in order else order
+        for stage in order:
+            model_dir = self.run_dir / stage / "model"
+            if (model_dir / "config.json").exists():
+                return model_dir
+        if before == "align" or not order:
+            return self.base_model_dir()[0]
+        raise FileNotFoundError(f"no trained model before stage {before!r} in {self.run_dir}")
+
+    def stage_eval(self, stage_dir: Path) -> dict:
+        from xllava.eval.world_bench import evaluate
+
+        model_dir = self.trained_model_dir()
+        scores = evaluate(self.recipe.eval, model_dir, self.run_dir / self.recipe.eval.benchmark, stage_dir)
+        return {"model_dir": str(model_dir), "scores": scores}
+
+    def stage_report(self, stage_dir: Path) -> dict:
+        from xllava.report import write_report
+
+        path = write_report(self.recipe, self.run_dir, stage_dir)
+        return {"report": str(path)}
+
+    # ------------------------------------------------------------ driver
+
+    def run(self, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(self.recipe, self.run_dir / "recipe.resolved.yaml")
+        upstream = ""
+        results: dict[str, dict] = {}
+        for stage in self.recipe.stages:
+            stage_dir = self.run_dir / stage
+            digest = stage_hash(self.recipe, stage, upstream)
+            upstream = digest
+            manifest = read_manifest(stage_dir)
+            wanted = only is None or stage in only
+            if manifest and manifest.get("config_hash") == digest and not (force and wanted):
+                self.log(f"[xllava] {stage}: complete, skipped ({stage_dir})")
+                results[stage] = manifest
+                continue
+            if not wanted:
+                raise RuntimeError(f"stage {stage} is not complete; run it first (or drop --only)")
+            if manifest:  # finished, but with another config (or --force): start it afresh
+                self.log(f"[xllava] {stage}: config changed, redoing")
+                shutil.rmtree(stage_dir)
+            elif stage_dir.exists() and stage in ("align", "instruct"):
+                self.log(f"[xllava] {stage}: resuming from {stage_dir}")
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            self.log(f"[xllava] {stage}: running")
+            started = time.time()
+            if stage in ("align", "instruct"):
+                figures = self.stage_train(stage, stage_dir)
+            else:
+                figures = getattr(self, f"stage_{stage}")(stage_dir)
+            manifest = {
+                "stage": stage,
+                "config_hash": digest,
+                "code_version": code_version(),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "seconds": round(time.time() - started, 1),
+                "inputs": self._inputs(stage),
+                "figures": figures,
+            }
+            section = getattr(self.recipe, stage, None)
+            if section is not None and hasattr(section, "model_dump"):
+                dump_config(section, stage_dir / "config.resolved.yaml")
+            (stage_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+            results[stage] = manifest
+        return results
+
+    def _inputs(self, stage: str) -> dict[str, str]:
+        cfg = getattr(self.recipe, stage, None)
+        files = [self.run_dir / p for p in getattr(cfg, "data", [])]
+        return {str(p.relative_to(self.run_dir)): file_digest(p) for p in files if p.is_file()}

@@ -1,0 +1,122 @@
+"""LLaVA conversation data: read JSON/JSONL, validate every record, convert to chat messages.
+
+A bad record raises DataError naming the file, the line (JSONL; the record index for JSON) and
+the field, before any training starts, so nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xllava.model.families import IMAGE_TOKEN
+
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+class DataError(ValueError):
+    def __init__(self, file: Path | str, line: int, field_name: str, message: str):
+        self.file, self.line, self.field = str(file), line, field_name
+        super().__init__(f"{file}:{line}: field '{field_name}': {message}")
+
+
+@dataclass
+class Sample:
+    id: str
+    image: Path | None  # absolute path, or None for a text-only sample
+    messages: list[dict[str, Any]]  # chat messages, content as OpenAI-style parts
+    lang: str | None = None
+    task: str | None = None
+    origin: tuple[str, int] = ("", 0)  # (file, line) for error messages
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _records(path: Path) -> list[tuple[int, Any]]:
+    """(line or index, record) pairs; JSONL lines are numbered from 1."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        out = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise DataError(path, number, "<line>", f"malformed JSON: {err.msg} at column {err.colno}") from None
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, "<file>", f"malformed JSON: {err.msg}") from None
+    if not isinstance(data, list):
+        raise DataError(path, 1, "<file>", "a LLaVA JSON file must hold a list of records")
+    return list(enumerate(data, start=1))
+
+
+def parse_record(record: Any, path: Path, line: int, image_root: Path) -> Sample:
+    if not isinstance(record, dict):
+        raise DataError(path, line, "<record>", "record must be a JSON object")
+    sample_id = str(record.get("id", f"{path.name}:{line}"))
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        raise DataError(path, line, "conversations", f"sample {sample_id}: must be a non-empty list")
+
+    image: Path | None = None
+    if record.get("image") is not None:
+        if not isinstance(record["image"], str):
+            raise DataError(path, line, "image", f"sample {sample_id}: must be a path string")
+        image = (image_root / record["image"]).resolve()
+        if not image.is_file():
+            raise DataError(path, line, "image", f"sample {sample_id}: image file {image} does not exist")
+
+    messages: list[dict[str, Any]] = []
+    image_turns = 0
+    for index, turn in enumerate(turns):
+        where = f"conversations[{index}]"
+        if not isinstance(turn, dict):
+            raise DataError(path, line, where, f"sample {sample_id}: turn must be an object")
+        role = ROLES.get(turn.get("from"))  # type: ignore[arg-type]
+        if role is None:
+            raise DataError(
+                path, line, f"{where}.from", f"sample {sample_id}: unknown speaker {turn.get('from')!r}"
+            )
+        value = turn.get("value")
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(path, line, f"{where}.value", f"sample {sample_id}: empty turn")
+        value = unicodedata.normalize("NFC", value)
+        if IMAGE_TOKEN in value:
+            image_turns += value.count(IMAGE_TOKEN)
+            if role != "user" or value.count(IMAGE_TOKEN) > 1:
+                raise DataError(path, line, f"{where}.value", f"sample {sample_id}: misplaced {IMAGE_TOKEN}")
+            text = value.replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "").strip()
+            content: list[dict[str, Any]] = [{"type": "image"}, {"type": "text", "text": text}]
+        else:
+            content = [{"type": "text", "text": value}]
+        messages.append({"role": role, "content": content})
+
+    if image is not None and image_turns != 1:
+        raise DataError(path, line, "conversations", f"sample {sample_id}: needs exactly one {IMAGE_TOKEN}")
+    if image is None and image_turns:
+        raise DataError(path, line, "image", f"sample {sample_id}: {IMAGE_TOKEN} in text but no image")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise DataError(path, line, "conversations", f"sample {sample_id}: no gpt turn to learn from")
+    extra = {k: v for k, v in record.items() if k not in {"id", "image", "conversations", "lang", "task"}}
+    return Sample(sample_id, image, messages, record.get("lang"), record.get("task"), (str(path), line), extra)
+
+
+def load_samples(
+    paths: list[Path], image_root: Path | None = None, languages: list[str] | None = None
+) -> list[Sample]:
+    samples: list[Sample] = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"training data file {path} does not exist")
+        root = image_root or path.parent
+        for line, record in _records(path):
+            sample = parse_record(record, path, line, root)
+            if languages is None or sample.lang in languages:
+                samples.append(sample)
+    return samples

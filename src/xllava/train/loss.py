@@ -1,0 +1,47 @@
+"""The training forward pass: LLaVA's own computation, minus the work that no label needs.
+
+`LlavaForConditionalGeneration.forward` runs the tower on every sample and the LM head over the
+full vocabulary at every position. Here the tower output may come from the feature cache, and the
+LM head runs only at positions whose next token carries a label (in instruction data most
+positions are image and prompt tokens, and the vocabulary dominates the cost for small LLMs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import LlavaForConditionalGeneration
+
+from xllava.train.features import select_features
+from xllava.train.labels import IGNORE
+
+
+def llava_loss(
+    model: LlavaForConditionalGeneration,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor,
+    pixel_values: torch.Tensor | None = None,
+    image_features: torch.Tensor | None = None,
+    supervised_logits_only: bool = True,
+) -> torch.Tensor:
+    inner = model.model
+    embeds = inner.get_input_embeddings()(input_ids)
+    if pixel_values is not None:
+        image_features = select_features(model, pixel_values.to(embeds.dtype))
+    if image_features is not None:
+        projected = inner.multi_modal_projector(image_features.to(embeds.dtype))
+        slots = (input_ids == model.config.image_token_id).unsqueeze(-1)
+        if slots.sum() * embeds.shape[-1] != projected.numel():
+            raise ValueError(
+                f"image tokens ({int(slots.sum())}) and image features ({projected.shape[:2]}) do not match"
+            )
+        embeds = embeds.masked_scatter(slots, projected)
+    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+    hidden, targets = hidden[:, :-1], labels[:, 1:]
+    if supervised_logits_only:
+        keep = targets != IGNORE
+        logits = model.lm_head(hidden[keep])
+        return F.cross_entropy(logits.float(), targets[keep])
+    logits = model.lm_head(hidden)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)

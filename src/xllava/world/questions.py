@@ -1,0 +1,158 @@
+"""Short-answer questions (the benchmark, and the VQA part of the stage-2 mix).
+
+A `Question` is language-neutral: a category, a query (what is asked, as value ids) and an answer
+value id. `render_question` writes it in one language with its one-word answer, so the same question
+can be asked in en, ko and zh. `sample_balanced` draws questions so that, per category, every answer
+value is equally frequent: a model cannot score by guessing the majority answer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from xllava.world import phrases as P
+from xllava.world.korean import josa, nfc
+from xllava.world.lexicon import COLOURS, KINDS, SHORT_ANSWER_INSTRUCTION, answer_word
+from xllava.world.scene import Scene, direction
+
+CATEGORIES = ("colour", "kind_at", "relation", "count", "exists", "atmosphere")
+
+
+@dataclass(frozen=True)
+class Question:
+    scene_id: str
+    category: str
+    answer: str  # language-neutral value id: "red", "ball", "left", "2", "yes", "night"
+    query: dict = field(default_factory=dict, hash=False, compare=False)
+    variant: str = ""  # balancing sub-pool: exists "no" is split into hard/easy negatives
+
+
+def candidates(scene: Scene) -> list[Question]:
+    """Every well-posed short-answer question about the scene."""
+    sid, out = scene.scene_id, []
+    kinds_present = sorted({o.kind for o in scene.objects})
+    for kind in kinds_present:
+        obj = scene.unique_of_kind(kind)
+        if obj:  # colour of a kind that appears exactly once, so "the ball" is unambiguous
+            out.append(Question(sid, "colour", obj.colour, {"kind": kind}))
+        out.append(Question(sid, "count", str(scene.count(kind)), {"kind": kind}))
+    for obj in scene.objects:
+        out.append(Question(sid, "kind_at", obj.kind, {"row": obj.row, "col": obj.col}))
+    for a in scene.objects:
+        for b in scene.objects:
+            d = direction(a, b) if a is not b else None
+            if d and scene.unique_of_kind(a.kind) and scene.unique_of_kind(b.kind):
+                out.append(Question(sid, "relation", d, {"subject": a.kind, "reference": b.kind}))
+    present = {(o.colour, o.kind) for o in scene.objects}
+    for colour in COLOURS:
+        for kind in KINDS:
+            if (colour, kind) in present:
+                out.append(Question(sid, "exists", "yes", {"colour": colour, "kind": kind}))
+            else:  # a hard negative names a kind that is there, in a colour it does not have
+                variant = "hard" if kind in kinds_present else "easy"
+                out.append(Question(sid, "exists", "no", {"colour": colour, "kind": kind}, variant))
+    out.append(Question(sid, "atmosphere", scene.atmosphere.time_of_day, {"aspect": "time"}))
+    out.append(Question(sid, "atmosphere", scene.atmosphere.weather, {"aspect": "weather"}))
+    return out
+
+
+def answer_of(q: Question, scene: Scene) -> str:
+    """Recompute the answer value from the scene alone (used by tests and as a self-check)."""
+    c, k = q.category, q.query
+    if c == "colour":
+        obj = scene.unique_of_kind(k["kind"])
+        assert obj is not None
+        return obj.colour
+    if c == "count":
+        return str(scene.count(k["kind"]))
+    if c == "kind_at":
+        obj = scene.at(k["row"], k["col"])
+        assert obj is not None
+        return obj.kind
+    if c == "relation":
+        a, b = scene.unique_of_kind(k["subject"]), scene.unique_of_kind(k["reference"])
+        assert a is not None and b is not None
+        return direction(a, b) or ""
+    if c == "exists":
+        hit = any(o.colour == k["colour"] and o.kind == k["kind"] for o in scene.objects)
+        return "yes" if hit else "no"
+    if c == "atmosphere":
+        atm = scene.atmosphere
+        return atm.time_of_day if k["aspect"] == "time" else atm.weather
+    raise ValueError(f"unknown category {c!r}")
+
+
+def _question_text(q: Question, scene: Scene, lang: str) -> str:
+    c, k = q.category, q.query
+    if c == "colour":
+        kind = P.kind_word(k["kind"], lang)
+        return {"en": f"What colour is the {kind}?", "ko": f"{josa(kind, '은')} 무슨 색이에요?",
+                "zh": f"{kind}是什么颜色的？"}[lang]
+    if c == "kind_at":
+        pos = P.position(k["row"], k["col"], lang)
+        return {"en": f"What is {pos}?", "ko": f"{pos}에 있는 것은 무엇이에요?", "zh": f"{pos}的物体是什么？"}[lang]
+    if c == "relation":
+        a, b = scene.unique_of_kind(k["subject"]), scene.unique_of_kind(k["reference"])
+        assert a is not None and b is not None
+        sa, sb = P.coloured(a.colour, a.kind, lang), P.coloured(b.colour, b.kind, lang)
+        return {"en": f"Where is {sa} relative to {sb}?", "ko": f"{josa(sa, '은')} {sb}의 어느 쪽에 있어요?",
+                "zh": f"{sa}在{sb}的哪一边？"}[lang]
+    if c == "count":
+        kind = KINDS[k["kind"]]
+        return {"en": f"How many {kind.en_plural} are there?",
+                "ko": f"{josa(kind.ko, '은')} 몇 {kind.ko_counter} 있어요?",
+                "zh": f"图中有几{kind.zh_measure}{kind.zh}？"}[lang]
+    if c == "exists":
+        kind, colour = KINDS[k["kind"]], COLOURS[k["colour"]]
+        return {"en": f"Is there {P.coloured(k['colour'], k['kind'], 'en', 'a')}?",
+                "ko": f"{josa(P.coloured(k['colour'], k['kind'], 'ko'), '이')} 있어요?",
+                "zh": f"图中有没有一{kind.zh_measure}{colour.zh}的{kind.zh}？"}[lang]
+    if c == "atmosphere":
+        if k["aspect"] == "time":
+            return {"en": "What time of day is it?", "ko": "지금은 어느 때예요?", "zh": "现在是一天中的什么时候？"}[lang]
+        return {"en": "What is the weather like?", "ko": "날씨는 어때요?", "zh": "天气怎么样？"}[lang]
+    raise ValueError(f"unknown category {c!r}")
+
+
+def render_question(q: Question, scene: Scene, lang: str, instruction: bool = True) -> tuple[str, str]:
+    """(question text, one-word answer) in `lang`; the short-answer instruction on its own line."""
+    text = _question_text(q, scene, lang)
+    if instruction:
+        text = f"{text}\n{SHORT_ANSWER_INSTRUCTION[lang]}"
+    return nfc(text), nfc(answer_word(q.answer, lang))
+
+
+def sample_balanced(scenes: list[Scene], per_category: int, rng: random.Random,
+                    categories: tuple[str, ...] = CATEGORIES) -> list[Question]:
+    """`per_category` questions of each category with answers cycled uniformly over every value the
+    scenes can supply (and, within an answer, over its variants). Questions are drawn without
+    replacement while the pool lasts, then reused, so tiny worlds still work."""
+    pools: dict[tuple[str, str, str], list[Question]] = {}
+    for scene in scenes:
+        for q in candidates(scene):
+            pools.setdefault((q.category, q.answer, q.variant), []).append(q)
+    spare = {key: list(pool) for key, pool in pools.items()}  # refills once a pool runs dry
+    out: list[Question] = []
+    for category in categories:
+        answers = sorted({a for c, a, _ in pools if c == category})
+        if not answers:
+            continue
+        variants = {a: sorted(v for c, aa, v in pools if c == category and aa == a) for a in answers}
+        turn = dict.fromkeys(answers, 0)
+        cycle: list[str] = []
+        for _ in range(per_category):
+            if not cycle:
+                cycle = list(answers)
+                rng.shuffle(cycle)
+            answer = cycle.pop()
+            variant = variants[answer][turn[answer] % len(variants[answer])]
+            turn[answer] += 1
+            key = (category, answer, variant)
+            pool = pools[key]
+            if not pool:
+                pool.extend(spare[key])
+            i = rng.randrange(len(pool))
+            pool[i], pool[-1] = pool[-1], pool[i]  # O(1) removal of a random element
+            out.append(pool.pop())
+    return out

@@ -1,0 +1,42 @@
+"""Shared fixtures: one small world and one quickly trained model per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "recipes" / "tiny.yaml"
+
+# A fast variant of the tiny recipe: a small world and a few optimizer steps per stage.
+FAST = [
+    "world.n_train_scenes=40",
+    "world.n_eval_scenes=8",
+    "world.eval_questions_per_type=4",
+    "align.max_steps=4",
+    "align.batch_size=8",
+    "instruct.max_steps=4",
+    "instruct.batch_size=8",
+    "eval.languages=[en, ko]",
+]
+
+
+def fast_recipe(run_dir: Path, *extra: str):
+    from xllava.config import load_recipe
+
+    return load_recipe(TINY, [*FAST, f"output_dir={run_dir}", *extra])
+
+
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory) -> Path:
+    """The fast recipe run end to end once; tests read its artifacts."""
+    from xllava.pipeline import Pipeline
+
+    run_dir = tmp_path_factory.mktemp("fast-run")
+    Pipeline(fast_recipe(run_dir), log=lambda _: None).run()
+    return run_dir

@@ -1,0 +1,80 @@
+"""Labels come from per-turn token spans of the real tokenization, for each chat family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import PreTrainedTokenizerFast
+
+from xllava.model.families import FAMILIES, IMAGE_TOKEN
+from xllava.model.llm_sources import train_byte_bpe
+from xllava.train.data import DataError, Sample
+from xllava.train.labels import IGNORE, encode_sample
+
+TEXT = ["What colour is the ball?", "red", "빨간 공은 어디에 있어요?", "왼쪽", "球是什么颜色？", "红色", "xyz xyz"] * 20
+
+
+def tokenizer_for(family_name: str, template: str | None = None) -> PreTrainedTokenizerFast:
+    family = FAMILIES[family_name]
+    specials = list(dict.fromkeys([*family.special_tokens, family.pad_token, IMAGE_TOKEN]))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_byte_bpe(TEXT, 400, specials),
+        bos_token=family.bos_token, eos_token=family.eos_token, pad_token=family.pad_token,
+    )
+    tok.chat_template = template or family.chat_template
+    return tok
+
+
+def sample(*turns: str, image: bool = True) -> Sample:
+    messages = []
+    for i, text in enumerate(turns):
+        role = "user" if i % 2 == 0 else "assistant"
+        content = [{"type": "text", "text": text}]
+        if i == 0 and image:
+            content.insert(0, {"type": "image"})
+        messages.append({"role": role, "content": content})
+    return Sample("s-1", Path("/x.png") if image else None, messages, origin=("data.jsonl", 7))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_supervised_tokens_spell_the_answers(family: str) -> None:
+    tok = tokenizer_for(family)
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    s = sample("What colour is the ball?", "red", "빨간 공은 어디에 있어요?", "왼쪽")
+    enc = encode_sample(s, tok, image_id, n_image_tokens=9, max_length=512)
+    assert enc.input_ids.count(image_id) == 9
+    supervised = [t for t in enc.labels if t != IGNORE]
+    text = tok.decode(supervised)
+    assert "red" in text and "왼쪽" in text
+    assert "colour" not in text and "어디" not in text  # user turns are never learned
+    assert tok.decode([t for t in supervised]).count(FAMILIES[family].stop_tokens[0]) == 2  # learns to stop
+    # the image span and the prompt carry no labels
+    first = enc.labels.index(next(t for t in enc.labels if t != IGNORE))
+    assert all(label == IGNORE for label in enc.labels[:first])
+    assert len(enc.input_ids) == len(enc.labels)
+
+
+def test_truncation_drops_whole_turns_and_keeps_the_image() -> None:
+    tok = tokenizer_for("chatml")
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    s = sample("What colour is the ball?", "red", "빨간 공은 어디에 있어요?", "왼쪽")
+    full = encode_sample(s, tok, image_id, 16, 512)
+    cut = encode_sample(s, tok, image_id, 16, len(full.input_ids) - 3)
+    assert cut.truncated_turns == 1
+    assert cut.input_ids.count(image_id) == 16
+    assert tok.decode([t for t in cut.labels if t != IGNORE]) == "red<|im_end|>"
+    with pytest.raises(DataError, match="first answer ends past max_length"):
+        encode_sample(s, tok, image_id, 16, 20)
+
+
+def test_token_straddling_a_turn_boundary_is_an_error_naming_the_sample() -> None:
+    # A template that starts the answer inside a word: the token "xyz" straddles the span start.
+    template = "{% for m in messages %}{% if m['role'] == 'assistant' %}x{% generation %}" \
+               "{{ m['content'][0]['text'] }}{% endgeneration %}{% else %}{{ m['content'][-1]['text'] }} " \
+               "{% endif %}{% endfor %}"
+    tok = tokenizer_for("chatml", template)
+    assert "xyz" in tok.get_vocab() or "Ġxyz" in tok.get_vocab()
+    with pytest.raises(DataError) as err:
+        encode_sample(sample("q", "yz", image=False), tok, -1, 0, 512)
+    assert "s-1" in str(err.value) and err.value.line == 7 and "mismatch" in str(err.value)
