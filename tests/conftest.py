@@ -18,6 +18,7 @@ FAST = [
     "world.n_train_scenes=40",
     "world.n_eval_scenes=8",
     "world.eval_questions_per_type=4",
+    "tower.epochs=1",
     "align.max_steps=4",
     "align.batch_size=8",
     "instruct.max_steps=4",

@@ -87,6 +87,16 @@ class ModelConfig(Strict):
 # ---------------------------------------------------------------- training
 
 
+class TowerConfig(Strict):
+    """Pretraining a from-scratch vision tower on the world's scene graphs (xllava.train.tower):
+    the offline stand-in for a pretrained CLIP."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+
 class LoraConfig(Strict):
     r: int = 8
     alpha: int = 32
@@ -99,6 +109,7 @@ class TrainStageConfig(Strict):
 
     data: list[str] = Field(default_factory=list)  # LLaVA JSON/JSONL files, relative to the run dir
     languages: list[str] | None = None  # keep only these `lang` values; None keeps all
+    tasks: list[str] | None = None  # keep only these `task` values (e.g. drop the mvif types); None keeps all
     image_root: str | None = None  # images are resolved against this (default: the data file's folder)
     epochs: float = 1.0
     max_steps: int = -1
@@ -134,7 +145,7 @@ class EvalConfig(Strict):
 
 # ---------------------------------------------------------------- recipe
 
-STAGES = ("world", "align", "instruct", "eval", "report")
+STAGES = ("world", "tower", "align", "instruct", "eval", "report")
 
 
 class Recipe(Strict):
@@ -143,6 +154,7 @@ class Recipe(Strict):
     stages: list[str] = list(STAGES)
     world: WorldConfig = WorldConfig()
     model: ModelConfig = ModelConfig()
+    tower: TowerConfig = TowerConfig()
     align: TrainStageConfig = TrainStageConfig(
         data=["world/captions.jsonl"], lr=1e-3, llm_mode="frozen", epochs=1.0
     )

@@ -53,13 +53,14 @@ def file_digest(path: Path) -> str:
 def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
     section = {
         "world": recipe.world,
+        "tower": recipe.tower,
         "align": recipe.align,
         "instruct": recipe.instruct,
         "eval": recipe.eval,
         "report": None,
     }[stage]
     payload = {"upstream": upstream, "config": section.model_dump(mode="json") if section else None}
-    if stage == "align":  # the assembled model is part of stage 1's input
+    if stage in ("tower", "align"):  # the assembled model is part of their input
         payload["model"] = recipe.model.model_dump(mode="json")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -87,16 +88,33 @@ class Pipeline:
 
         return build_world(stage_dir, self.recipe.world)
 
-    def base_model_dir(self) -> tuple[Path, bool]:
+    def stage_tower(self, stage_dir: Path) -> dict:
+        from xllava.train.tower import pretrain_tower
+
+        return pretrain_tower(
+            self.recipe.model.vision, self.recipe.tower, self.run_dir / "world", stage_dir, self.recipe.world.grid_size
+        )
+
+    def tower_source(self) -> str:
+        if "tower" in self.recipe.stages:
+            return "pretrained by the tower stage on the world's scene graphs"
+        if self.recipe.model.vision.path:
+            return f"pretrained ({self.recipe.model.vision.path})"
+        return "randomly initialised"
+
+    def base_model_dir(self) -> Path:
         """The freshly assembled LLaVA (LLM + tower + new projector) that stage 1 starts from."""
         base = self.run_dir / "base"
         init = base / "llava"
-        tower_pretrained = self.recipe.model.vision.path is not None
         if not (init / "config.json").exists():
-            llm_dir = materialise_llm(self.recipe.model.llm, base / "llm", self._world_texts())
-            built = assemble(self.recipe.model, llm_dir)
+            model_cfg = self.recipe.model
+            if "tower" in self.recipe.stages:
+                vision = model_cfg.vision.model_copy(update={"path": str(self.run_dir / "tower" / "model")})
+                model_cfg = model_cfg.model_copy(update={"vision": vision})
+            llm_dir = materialise_llm(model_cfg.llm, base / "llm", self._world_texts())
+            built = assemble(model_cfg, llm_dir)
             save_llava(built.model, built.processor, init)
-        return init, tower_pretrained
+        return init
 
     def _world_texts(self):
         """Every text of the training files, for a from-scratch tokenizer (never the benchmark)."""
@@ -113,18 +131,14 @@ class Pipeline:
         from xllava.train.stage import train_stage
 
         cfg = getattr(self.recipe, name)
-        if name == "align":
-            init, tower_pretrained = self.base_model_dir()
-        else:
-            init = self.trained_model_dir(before=name)
-            tower_pretrained = self.recipe.model.vision.path is not None
+        init = self.base_model_dir() if name == "align" else self.trained_model_dir(before=name)
         result = train_stage(cfg, init, stage_dir, self.run_dir, name)
         losses = [h["loss"] for h in result.log_history if "loss" in h]
         return {
             "model_dir": str(result.model_dir),
             "init_dir": str(init),
             "trained": result.trained,
-            "vision_tower_pretrained": tower_pretrained,
+            "vision_tower": self.tower_source(),
             "samples": result.samples,
             "supervised_tokens": result.supervised_tokens,
             "truncated_turns": result.truncated_turns,
@@ -142,7 +156,7 @@ class Pipeline:
             if (model_dir / "config.json").exists():
                 return model_dir
         if before == "align" or not order:
-            return self.base_model_dir()[0]
+            return self.base_model_dir()
         raise FileNotFoundError(f"no trained model before stage {before!r} in {self.run_dir}")
 
     def stage_eval(self, stage_dir: Path) -> dict:
@@ -180,7 +194,7 @@ class Pipeline:
             if manifest:  # finished, but with another config (or --force): start it afresh
                 self.log(f"[xllava] {stage}: config changed, redoing")
                 shutil.rmtree(stage_dir)
-            elif stage_dir.exists() and stage in ("align", "instruct"):
+            elif stage_dir.exists() and stage in ("align", "instruct"):  # checkpoints to resume from
                 self.log(f"[xllava] {stage}: resuming from {stage_dir}")
             stage_dir.mkdir(parents=True, exist_ok=True)
             self.log(f"[xllava] {stage}: running")

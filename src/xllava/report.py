@@ -100,12 +100,14 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
             f"| {stage} | {t['projector']} | {t['vision_tower']} | {t['llm']} | {f['samples']} | {m['seconds']} "
             f"| {f['first_loss']:.3f} → {f['final_loss']:.3f} |"
         )
-        if not f["vision_tower_pretrained"]:
-            tower_note = (
-                "No pretrained CLIP or SigLIP weights install offline, so the vision tower "
-                f"({recipe.model.vision.tower}, {recipe.model.vision.num_hidden_layers} layers, "
-                f"{recipe.model.vision.image_size}px, patch {recipe.model.vision.patch_size}) was randomly "
-                "initialised and trained where the table says 'full'."
+        tower_note = f"Vision tower ({recipe.model.vision.tower}): {f['vision_tower']}."
+        if not recipe.model.vision.path:
+            tower_note += (
+                " No pretrained CLIP or SigLIP weights install offline, so this tower "
+                f"({recipe.model.vision.num_hidden_layers} layers, {recipe.model.vision.image_size}px, "
+                f"patch {recipe.model.vision.patch_size}) was randomly initialised and trained here"
+                + (": first by the tower stage (below), then frozen in LLaVA training unless the table says 'full'."
+                   if "tower" in recipe.stages else " where the table says 'full'.")
             )
     llm = recipe.model.llm
     lines += ["", f"Base LLM: source `{llm.source}`" + (f" ({llm.path})" if llm.path else "") + f", chat family `{llm.family}`."]
@@ -114,6 +116,14 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
     if tower_note:
         lines.append(tower_note)
     lines.append("")
+
+    tower = _manifest(run_dir, "tower")
+    if tower:
+        f = tower["figures"]
+        probe = ", ".join(f"{k} {v:.1%}" for k, v in f["held_out_probe_accuracy"].items())
+        lines += ["## Vision tower pretraining (stand-in for CLIP)", "",
+                  f"{f['steps']} steps on the world's train scenes, loss {f['first_loss']:.3f} → {f['final_loss']:.3f}; "
+                  f"linear-probe accuracy on held-out scenes: {probe}. The probes are discarded.", ""]
 
     if plot_losses(run_dir, out_dir / "loss_curve.png"):
         lines += ["## Loss", "", "![loss curve](loss_curve.png)", ""]

@@ -108,7 +108,10 @@ def parse_record(record: Any, path: Path, line: int, image_root: Path) -> Sample
 
 
 def load_samples(
-    paths: list[Path], image_root: Path | None = None, languages: list[str] | None = None
+    paths: list[Path],
+    image_root: Path | None = None,
+    languages: list[str] | None = None,
+    tasks: list[str] | None = None,
 ) -> list[Sample]:
     samples: list[Sample] = []
     for path in paths:
@@ -117,6 +120,6 @@ def load_samples(
         root = image_root or path.parent
         for line, record in _records(path):
             sample = parse_record(record, path, line, root)
-            if languages is None or sample.lang in languages:
+            if (languages is None or sample.lang in languages) and (tasks is None or sample.task in tasks):
                 samples.append(sample)
     return samples

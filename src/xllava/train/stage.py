@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
-from transformers import LlavaForConditionalGeneration, LlavaProcessor, Trainer, TrainingArguments
+from transformers import LlavaForConditionalGeneration, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
 
 from xllava.config import TrainStageConfig
 from xllava.model.assemble import load_llava, save_llava
@@ -120,6 +119,26 @@ class LlavaStageTrainer(Trainer):
         )
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose trainer_state.json (Trainer writes it last) is whole.
+
+    A process killed while saving leaves a partial checkpoint-N; it is skipped, and Trainer
+    overwrites it when it reaches step N again."""
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        if path.name.split("-")[-1].isdigit():
+            found.append((int(path.name.split("-")[-1]), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        return str(path)
+    return None
+
+
 def train_stage(
     cfg: TrainStageConfig, init_dir: Path, stage_dir: Path, run_dir: Path, stage_name: str
 ) -> StageResult:
@@ -129,6 +148,7 @@ def train_stage(
         [run_dir / p for p in cfg.data],
         image_root=(run_dir / cfg.image_root) if cfg.image_root else None,
         languages=cfg.languages,
+        tasks=cfg.tasks,
     )
     if not samples:
         raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
@@ -175,7 +195,7 @@ def train_stage(
         stage=cfg,
         lengths=dataset.lengths,
     )
-    checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(Path(args.output_dir))
     trainer.train(resume_from_checkpoint=checkpoint)
 
     final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

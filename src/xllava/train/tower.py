@@ -1,0 +1,139 @@
+"""Stage 0 for the embedded world: pretrain a from-scratch vision tower on the scene graphs.
+
+LLaVA starts from a pretrained CLIP and keeps it frozen. No CLIP weights install offline, and a
+randomly initialised tower trained only through the LLM's caption loss learns nothing in a CPU budget
+(the LLM learns to ignore the image first). This stage is the stand-in for CLIP pretraining: the tower
+learns, with linear probes on its patch tokens, what each grid cell holds (kind, colour, size) and the
+scene's time of day and weather. The probes are thrown away; the tower is saved as a plain HF
+vision model directory, which stage 1 then uses like any pretrained tower. Held-out probe accuracy
+goes into the manifest, so the report shows what the tower can see.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from xllava.config import TowerConfig, VisionConfig
+from xllava.model.towers import load_tower
+from xllava.train.features import load_pixels
+from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
+
+# label spaces; index 0 of the per-cell ones means "empty cell"
+CELL_FIELDS = {"kind": ["-", *KINDS], "colour": ["-", *COLOURS], "size": ["-", *SIZES]}
+SCENE_FIELDS = {"time_of_day": list(TIMES), "weather": list(WEATHERS)}
+
+
+@dataclass
+class Labels:
+    cells: dict[str, torch.Tensor]  # field -> (n_images, grid*grid)
+    scene: dict[str, torch.Tensor]  # field -> (n_images,)
+
+
+def scene_labels(graphs: list[dict], grid: int) -> Labels:
+    cells = {f: torch.zeros(len(graphs), grid * grid, dtype=torch.long) for f in CELL_FIELDS}
+    scene = {f: torch.zeros(len(graphs), dtype=torch.long) for f in SCENE_FIELDS}
+    for i, g in enumerate(graphs):
+        for obj in g["objects"]:
+            cell = obj["row"] * grid + obj["col"]
+            for f, values in CELL_FIELDS.items():
+                cells[f][i, cell] = values.index(obj[f])
+        for f, values in SCENE_FIELDS.items():
+            scene[f][i] = values.index(g["atmosphere"][f])
+    return Labels(cells, scene)
+
+
+class Probes(nn.Module):
+    def __init__(self, hidden: int, grid: int):
+        super().__init__()
+        self.grid = grid
+        self.cell = nn.ModuleDict({f: nn.Linear(hidden, len(v)) for f, v in CELL_FIELDS.items()})
+        self.scene = nn.ModuleDict({f: nn.Linear(hidden, len(v)) for f, v in SCENE_FIELDS.items()})
+
+    def forward(self, tokens: torch.Tensor) -> tuple[dict, dict]:
+        n, length, hidden = tokens.shape
+        side = int(length**0.5)
+        square = tokens.transpose(1, 2).reshape(n, hidden, side, side)
+        cells = F.adaptive_avg_pool2d(square, self.grid).flatten(2).transpose(1, 2)  # (n, grid*grid, hidden)
+        pooled = tokens.mean(1)
+        return ({f: head(cells) for f, head in self.cell.items()},
+                {f: head(pooled) for f, head in self.scene.items()})
+
+
+def _loss(out: tuple[dict, dict], labels: Labels, rows: torch.Tensor) -> torch.Tensor:
+    cell_out, scene_out = out
+    loss = sum(F.cross_entropy(cell_out[f].flatten(0, 1), labels.cells[f][rows].flatten()) for f in cell_out)
+    return loss + sum(F.cross_entropy(scene_out[f], labels.scene[f][rows]) for f in scene_out)
+
+
+def _accuracy(out: tuple[dict, dict], labels: Labels, rows: torch.Tensor) -> dict[str, float]:
+    cell_out, scene_out = out
+    acc = {f: float((cell_out[f].argmax(-1) == labels.cells[f][rows]).float().mean()) for f in cell_out}
+    acc.update({f: float((scene_out[f].argmax(-1) == labels.scene[f][rows]).float().mean()) for f in scene_out})
+    return acc
+
+
+def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_dir: Path, grid: int) -> dict:
+    torch.manual_seed(cfg.seed)
+    graphs = json.loads((world_dir / "scene_graphs.json").read_text(encoding="utf-8"))
+    train = [g for g in graphs if g["split"] == "train"]
+    held_out = [g for g in graphs if g["split"] != "train"]
+    tower = load_tower(vision.model_copy(update={"path": None}))
+    model, processor = tower.model, tower.image_processor
+
+    def pixels_of(gs: list[dict]) -> torch.Tensor:
+        return load_pixels(processor, [world_dir / "images" / f"{g['scene_id']}.png" for g in gs])
+
+    train_pixels, held_pixels = pixels_of(train), pixels_of(held_out)
+    train_labels, held_labels = scene_labels(train, grid), scene_labels(held_out, grid)
+    probes = Probes(model.config.hidden_size, grid)
+    params = [*model.parameters(), *probes.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+
+    def tokens(px: torch.Tensor) -> torch.Tensor:
+        hidden = model(px, output_hidden_states=True).hidden_states[vision.feature_layer]
+        return hidden[:, 1:] if tower.spec.select_strategy == "default" else hidden
+
+    order = list(range(len(train)))
+    rng = random.Random(cfg.seed)
+    losses = []
+    bar = tqdm(total=steps, desc="tower pretraining", unit="step")
+    model.train()
+    for _ in range(cfg.epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), cfg.batch_size):
+            rows = torch.tensor(order[start : start + cfg.batch_size])
+            loss = _loss(probes(tokens(train_pixels[rows])), train_labels, rows)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss))
+            bar.update()
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    model.eval()
+    with torch.no_grad():
+        rows = torch.arange(len(held_out))
+        probe_acc = _accuracy(probes(tokens(held_pixels)), held_labels, rows)
+    tmp = out_dir / "model.tmp"
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    if (out_dir / "model").exists():
+        import shutil
+
+        shutil.rmtree(out_dir / "model")
+    tmp.rename(out_dir / "model")
+    (out_dir / "loss.json").write_text(json.dumps(losses))
+    return {"model_dir": str(out_dir / "model"), "steps": steps, "first_loss": losses[0],
+            "final_loss": losses[-1], "held_out_probe_accuracy": probe_acc}

@@ -1,0 +1,70 @@
+"""`xllava run` on the fast recipe: artifacts, manifests, skip-complete, report, eval resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import fast_recipe
+from xllava.config import EvalConfig
+from xllava.eval.world_bench import evaluate
+from xllava.pipeline import Pipeline
+
+
+def test_run_writes_every_stage(fast_run: Path) -> None:
+    for stage in ("world", "tower", "align", "instruct", "eval", "report"):
+        manifest = json.loads((fast_run / stage / "manifest.json").read_text())
+        assert manifest["stage"] == stage and manifest["config_hash"] and manifest["code_version"]
+    align = json.loads((fast_run / "align" / "manifest.json").read_text())["figures"]
+    assert align["trained"] == {"projector": "full", "vision_tower": "frozen", "llm": "full"}
+    assert "tower stage" in align["vision_tower"]
+    tower = json.loads((fast_run / "tower" / "manifest.json").read_text())["figures"]
+    assert set(tower["held_out_probe_accuracy"]) == {"kind", "colour", "size", "time_of_day", "weather"}
+    assert (fast_run / "tower" / "model" / "config.json").exists()
+    instruct = json.loads((fast_run / "instruct" / "manifest.json").read_text())
+    assert instruct["figures"]["trained"]["vision_tower"] == "frozen"
+    assert "world/instruct.jsonl" in instruct["inputs"]
+    assert (fast_run / "instruct" / "features.safetensors").exists()  # frozen tower: features cached
+    assert (fast_run / "instruct" / "config.resolved.yaml").exists()
+
+
+def test_report_has_table_plot_and_training_notes(fast_run: Path) -> None:
+    report = (fast_run / "report" / "report.md").read_text()
+    assert "| question type |" in report and "majority" in report
+    assert "randomly initialised" in report  # says the tower had to be trained
+    assert (fast_run / "report" / "loss_curve.png").stat().st_size > 1000
+    assert (fast_run / "report" / "accuracy.png").stat().st_size > 1000
+    scores = json.loads((fast_run / "eval" / "scores.json").read_text())
+    assert set(scores) == {"en", "ko"}
+    assert set(scores["ko"]["per_type"]) == {"colour", "kind_at", "relation", "count", "exists", "atmosphere"}
+
+
+def test_second_run_skips_everything(fast_run: Path) -> None:
+    logs: list[str] = []
+    before = (fast_run / "instruct" / "manifest.json").read_text()
+    Pipeline(fast_recipe(fast_run), log=logs.append).run()
+    assert all("complete, skipped" in line for line in logs), logs
+    assert (fast_run / "instruct" / "manifest.json").read_text() == before
+
+
+def test_changed_stage_config_redoes_that_stage_and_later_ones(fast_run: Path, tmp_path: Path) -> None:
+    from xllava.pipeline import stage_hash
+
+    a = fast_recipe(tmp_path)
+    b = fast_recipe(tmp_path, "align.lr=0.5")
+    assert stage_hash(a, "world", "") == stage_hash(b, "world", "")
+    assert stage_hash(a, "align", "w") != stage_hash(b, "align", "w")
+
+
+def test_partial_predictions_resume(fast_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    model_dir, bench = fast_run / "instruct" / "model", fast_run / "world" / "bench"
+    full = evaluate(EvalConfig(languages=["en"]), model_dir, bench, out)
+    lines = (out / "predictions_en.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = lines[: len(lines) // 2]
+    (out / "predictions_en.jsonl").write_text("\n".join(kept) + '\n{"question_id": "en-col', encoding="utf-8")
+    again = evaluate(EvalConfig(languages=["en"]), model_dir, bench, out)
+    resumed = (out / "predictions_en.jsonl").read_text(encoding="utf-8").splitlines()
+    assert resumed[: len(kept)] == kept  # nothing already written is lost or redone
+    assert len(resumed) == len(lines)
+    assert again == full
