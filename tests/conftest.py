@@ -21,8 +21,10 @@ FAST = [
     "tower.epochs=1",
     "align.max_steps=4",
     "align.batch_size=8",
+    "align.logging_steps=1",
     "instruct.max_steps=4",
     "instruct.batch_size=8",
+    "instruct.logging_steps=1",
     "eval.languages=[en, ko]",
 ]
 

@@ -61,7 +61,7 @@ def test_export_has_the_interchange_files(fast_run: Path) -> None:
     assert processor_config["num_additional_image_tokens"] == 1
     tokenizer = json.loads((model_dir / "tokenizer.json").read_text())
     image = [t for t in tokenizer["added_tokens"] if t["content"] == "<image>"]
-    assert image and image[0]["special"] and config["image_token_id"] == image[0]["id"]
+    assert image and image[0]["special"] and config["image_token_index"] == image[0]["id"]
     assert config["text_config"]["vocab_size"] > image[0]["id"]
     template = (model_dir / "chat_template.jinja")
     assert template.exists() or "chat_template" in processor_config

@@ -96,9 +96,10 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
             continue
         f = m["figures"]
         t = f["trained"]
+        first, last = (f"{v:.3f}" if v is not None else "n/a" for v in (f["first_loss"], f["final_loss"]))
         lines.append(
             f"| {stage} | {t['projector']} | {t['vision_tower']} | {t['llm']} | {f['samples']} | {m['seconds']} "
-            f"| {f['first_loss']:.3f} → {f['final_loss']:.3f} |"
+            f"| {first} → {last} |"
         )
         tower_note = f"Vision tower ({recipe.model.vision.tower}): {f['vision_tower']}."
         if not recipe.model.vision.path:

@@ -87,6 +87,8 @@ def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
 def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out_dir: Path) -> None:
     """Write a directory that plain transformers, vLLM and SGLang load (atomically: tmp dir, then rename)."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.config.use_cache = True  # training turns the KV cache off; serving wants it on
+    model.config.text_config.use_cache = True
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     if out_dir.exists():

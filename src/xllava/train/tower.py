@@ -118,7 +118,7 @@ def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
