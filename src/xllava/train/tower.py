@@ -28,6 +28,9 @@ from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
 
 # label spaces; index 0 of the per-cell ones means "empty cell"
 CELL_FIELDS = {"kind": ["-", *KINDS], "colour": ["-", *COLOURS], "size": ["-", *SIZES]}
+# Every patch token is also asked which cell it lies in: the probes are shared across cells, so
+# without this the features need not say *where* they are, and "what is at the top left" needs it.
+POSITION = "cell"
 SCENE_FIELDS = {"time_of_day": list(TIMES), "weather": list(WEATHERS)}
 
 
@@ -56,6 +59,7 @@ class Probes(nn.Module):
         self.grid = grid
         self.cell = nn.ModuleDict({f: nn.Linear(hidden, len(v)) for f, v in CELL_FIELDS.items()})
         self.scene = nn.ModuleDict({f: nn.Linear(hidden, len(v)) for f, v in SCENE_FIELDS.items()})
+        self.position = nn.Linear(hidden, grid * grid)
 
     def forward(self, tokens: torch.Tensor) -> tuple[dict, dict]:
         n, length, hidden = tokens.shape
@@ -63,19 +67,27 @@ class Probes(nn.Module):
         square = tokens.transpose(1, 2).reshape(n, hidden, side, side)
         cells = F.adaptive_avg_pool2d(square, self.grid).flatten(2).transpose(1, 2)  # (n, grid*grid, hidden)
         pooled = tokens.mean(1)
-        return ({f: head(cells) for f, head in self.cell.items()},
-                {f: head(pooled) for f, head in self.scene.items()})
+        cell_out = {f: head(cells) for f, head in self.cell.items()}
+        cell_out[POSITION] = self.position(cells)
+        return cell_out, {f: head(pooled) for f, head in self.scene.items()}
+
+
+def _cell_targets(labels: Labels, rows: torch.Tensor, field: str) -> torch.Tensor:
+    if field == POSITION:
+        n, cells = labels.cells["kind"][rows].shape
+        return torch.arange(cells).expand(n, cells)
+    return labels.cells[field][rows]
 
 
 def _loss(out: tuple[dict, dict], labels: Labels, rows: torch.Tensor) -> torch.Tensor:
     cell_out, scene_out = out
-    loss = sum(F.cross_entropy(cell_out[f].flatten(0, 1), labels.cells[f][rows].flatten()) for f in cell_out)
+    loss = sum(F.cross_entropy(cell_out[f].flatten(0, 1), _cell_targets(labels, rows, f).flatten()) for f in cell_out)
     return loss + sum(F.cross_entropy(scene_out[f], labels.scene[f][rows]) for f in scene_out)
 
 
 def _accuracy(out: tuple[dict, dict], labels: Labels, rows: torch.Tensor) -> dict[str, float]:
     cell_out, scene_out = out
-    acc = {f: float((cell_out[f].argmax(-1) == labels.cells[f][rows]).float().mean()) for f in cell_out}
+    acc = {f: float((cell_out[f].argmax(-1) == _cell_targets(labels, rows, f)).float().mean()) for f in cell_out}
     acc.update({f: float((scene_out[f].argmax(-1) == labels.scene[f][rows]).float().mean()) for f in scene_out})
     return acc
 
