@@ -78,3 +78,28 @@ def test_token_straddling_a_turn_boundary_is_an_error_naming_the_sample() -> Non
     with pytest.raises(DataError) as err:
         encode_sample(sample("q", "yz", image=False), tok, -1, 0, 512)
     assert "s-1" in str(err.value) and err.value.line == 7 and "mismatch" in str(err.value)
+
+
+def test_image_after_the_question_keeps_its_place() -> None:
+    """LLaVA data has both "<image>\\nQ" and "Q\\n<image>"; the template renders each as written."""
+    import json
+
+    from xllava.train.data import parse_record
+
+    tok = tokenizer_for("chatml")
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    record = {"id": "r", "image": "x.png", "conversations": [
+        {"from": "human", "value": "What colour is the ball?\n<image>"}, {"from": "gpt", "value": "red"}]}
+    folder = Path(__file__).parent
+    (folder / "x.png").touch()
+    try:
+        s = parse_record(json.loads(json.dumps(record)), Path("d.jsonl"), 1, folder)
+    finally:
+        (folder / "x.png").unlink()
+    assert s.messages[0]["content"][-1] == {"type": "image"}
+    text = tok.apply_chat_template(s.messages, tokenize=False)
+    assert "What colour is the ball?\n<image><|im_end|>" in text
+    enc = encode_sample(s, tok, image_id, 4, 512)
+    first_image = enc.input_ids.index(image_id)
+    assert "colour" in tok.decode(enc.input_ids[:first_image])
+    assert tok.decode([t for t in enc.labels if t != IGNORE]) == "red<|im_end|>"

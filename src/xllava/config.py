@@ -141,6 +141,7 @@ class EvalConfig(Strict):
     batch_size: int = 32
     max_new_tokens: int = 8
     limit: int | None = None
+    image_first: bool = True  # "<image>\nquestion" (LLaVA's usual order) or "question\n<image>"
 
 
 # ---------------------------------------------------------------- recipe

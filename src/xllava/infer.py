@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 
-def user_message(question: str, with_image: bool = True) -> list[dict]:
-    content: list[dict] = [{"type": "image"}] if with_image else []
-    content.append({"type": "text", "text": question})
+def user_message(question: str, with_image: bool = True, image_first: bool = True) -> list[dict]:
+    content: list[dict] = [{"type": "text", "text": question}]
+    if with_image:
+        content.insert(0 if image_first else 1, {"type": "image"})
     return [{"role": "user", "content": content}]
 
 
@@ -28,9 +29,11 @@ def answer_batch(
     images: Sequence[Path],
     questions: Sequence[str],
     max_new_tokens: int = 16,
+    image_first: bool = True,
 ) -> list[str]:
     prompts = [
-        processor.apply_chat_template(user_message(q), add_generation_prompt=True) for q in questions
+        processor.apply_chat_template(user_message(q, image_first=image_first), add_generation_prompt=True)
+        for q in questions
     ]
     pictures = []
     for path in images:
@@ -51,6 +54,7 @@ def answer_all(
     batch_size: int = 32,
     max_new_tokens: int = 16,
     desc: str = "generate",
+    image_first: bool = True,
 ) -> list[str]:
     model.eval()
     answers: list[str] = []
@@ -61,5 +65,6 @@ def answer_all(
             images[start : start + batch_size],
             questions[start : start + batch_size],
             max_new_tokens,
+            image_first,
         )
     return answers

@@ -51,6 +51,7 @@ def evaluate(cfg: EvalConfig, model_dir: Path, bench_dir: Path, out_dir: Path) -
                 batch_size=cfg.batch_size,
                 max_new_tokens=cfg.max_new_tokens,
                 desc=f"eval {lang}",
+                image_first=cfg.image_first,
             )
             with pred_path.open("a", encoding="utf-8") as f:
                 for q, a in zip(chunk, answers, strict=True):

@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from xllava.config import ModelConfig
+from xllava.io import atomic_directory
 from xllava.model.families import IMAGE_TOKEN, get_family
 from xllava.model.towers import load_tower, num_image_tokens
 
@@ -86,16 +87,11 @@ def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
 
 def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out_dir: Path) -> None:
     """Write a directory that plain transformers, vLLM and SGLang load (atomically: tmp dir, then rename)."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
     model.config.use_cache = True  # training turns the KV cache off; serving wants it on
     model.config.text_config.use_cache = True
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
 
 
 def load_llava(path: Path) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:

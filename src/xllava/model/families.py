@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 IMAGE_TOKEN = "<image>"
 
-# Renders one message's content; an image part becomes "<image>\n", as in LLaVA's "<image>\nquestion".
+# Renders one message's content: parts joined by newlines, an image part as "<image>", so
+# [image, text] is LLaVA's "<image>\nquestion" and [text, image] its "question\n<image>".
 _CONTENT = (
     "{% macro render_content(content) %}"
     "{% if content is string %}{{ content }}"
-    "{% else %}{% for part in content %}"
-    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}" + IMAGE_TOKEN + "\n"
+    "{% else %}{% for part in content %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}" + IMAGE_TOKEN + ""
     "{% elif part['type'] == 'text' %}{{ part['text'] }}"
     "{% endif %}{% endfor %}{% endif %}"
     "{% endmacro %}"

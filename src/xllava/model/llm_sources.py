@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from xllava.config import LLMConfig
+from xllava.io import atomic_directory
 from xllava.model.families import get_family
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,10 +61,9 @@ def convert_smollm2_gguf(out_dir: Path) -> Path:
     config.__dict__.pop("quantization_config", None)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantised.state_dict())
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 
@@ -109,9 +109,8 @@ def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Pa
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "xllava_source.json").write_text(json.dumps({"source": "scratch", **s.model_dump()}, indent=1))
-    tmp.rename(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "xllava_source.json").write_text(json.dumps({"source": "scratch", **s.model_dump()}, indent=1))
     return out_dir

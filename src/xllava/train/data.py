@@ -91,8 +91,13 @@ def parse_record(record: Any, path: Path, line: int, image_root: Path) -> Sample
             image_turns += value.count(IMAGE_TOKEN)
             if role != "user" or value.count(IMAGE_TOKEN) > 1:
                 raise DataError(path, line, f"{where}.value", f"sample {sample_id}: misplaced {IMAGE_TOKEN}")
-            text = value.replace(IMAGE_TOKEN + "\n", "").replace(IMAGE_TOKEN, "").strip()
+            # LLaVA data puts the image before or after the text; the template renders it where it is
+            image_last = value.rstrip().endswith(IMAGE_TOKEN) and not value.lstrip().startswith(IMAGE_TOKEN)
+            text = value.replace(IMAGE_TOKEN + "\n", "").replace("\n" + IMAGE_TOKEN, "")
+            text = text.replace(IMAGE_TOKEN, "").strip()
             content: list[dict[str, Any]] = [{"type": "image"}, {"type": "text", "text": text}]
+            if image_last:
+                content.reverse()
         else:
             content = [{"type": "text", "text": value}]
         messages.append({"role": role, "content": content})

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from xllava.config import TowerConfig, VisionConfig
+from xllava.io import atomic_directory
 from xllava.model.towers import load_tower
 from xllava.train.features import load_pixels
 from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
@@ -138,14 +139,9 @@ def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_
     with torch.no_grad():
         rows = torch.arange(len(held_out))
         probe_acc = _accuracy(probes(tokens(held_pixels)), held_labels, rows)
-    tmp = out_dir / "model.tmp"
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    if (out_dir / "model").exists():
-        import shutil
-
-        shutil.rmtree(out_dir / "model")
-    tmp.rename(out_dir / "model")
+    with atomic_directory(out_dir / "model") as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
     (out_dir / "loss.json").write_text(json.dumps(losses))
     return {"model_dir": str(out_dir / "model"), "steps": steps, "first_loss": losses[0],
             "final_loss": losses[-1], "held_out_probe_accuracy": probe_acc}
