@@ -10,7 +10,6 @@ always ends as a complete HF LLaVA directory with any LoRA merged.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,7 +211,3 @@ def train_stage(
         truncated_turns=dataset.truncated_turns,
         seconds=time.time() - started,
     )
-
-
-def steps_per_epoch(n_samples: int, cfg: TrainStageConfig) -> int:
-    return math.ceil(n_samples / (cfg.batch_size * cfg.grad_accum))
