@@ -70,13 +70,10 @@ class FeatureCache:
     ) -> FeatureCache:
         keys = [str(p) for p in images]
         index = {k: i for i, k in enumerate(keys)}
-        fingerprint = tower_fingerprint(model)
+        meta = {"tower": tower_fingerprint(model), "images": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
         if path.exists():
             with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("tower") == fingerprint and meta.get("images") == hashlib.sha256(
-                    "\n".join(keys).encode()
-                ).hexdigest():
+                if (f.metadata() or {}) == meta:
                     return cls(f.get_tensor("features"), index)
         was_training = model.training
         model.eval()
@@ -87,7 +84,6 @@ class FeatureCache:
         model.train(was_training)
         features = torch.cat(chunks) if chunks else torch.empty(0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"tower": fingerprint, "images": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
         tmp = path.with_suffix(".tmp")
         save_file({"features": features.contiguous()}, str(tmp), metadata=meta)
         tmp.rename(path)
