@@ -15,6 +15,9 @@ TINY = ROOT / "recipes" / "tiny.yaml"
 
 # A fast variant of the tiny recipe: a small world and a few optimizer steps per stage.
 FAST = [
+    "vocab.n_pieces=1500",
+    "datagen.tasks=[short_answer]",
+    "vocab.eval_limit=100",
     "world.n_train_scenes=40",
     "world.n_eval_scenes=8",
     "world.eval_questions_per_type=4",
@@ -26,6 +29,8 @@ FAST = [
     "instruct.batch_size=8",
     "instruct.logging_steps=1",
     "eval.languages=[en, ko]",
+    "eval.suite.limit=4",
+    "eval.suite.long_max_new_tokens=12",
 ]
 
 

@@ -31,10 +31,12 @@ def run(
     force: bool = typer.Option(False, help="redo stages even if complete"),
 ) -> None:
     """Run a recipe end to end: skip complete stages, resume an interrupted one, write the report."""
-    from xllava.pipeline import Pipeline
+    from xllava.scale.launch import run_pipeline  # one process, or rank 0 of torchrun/accelerate launch
 
     r = _recipe(recipe, overrides)
-    results = Pipeline(r).run(only=only, force=force)
+    results = run_pipeline(r, only=only, force=force)
+    if results is None:  # another rank under a launcher: rank 0 reports
+        return
     run_dir = r.run_dir
     typer.echo("")
     if "instruct" in results or "align" in results:
@@ -69,29 +71,21 @@ def train(
     recipe: Path = RecipeArg,
     overrides: list[str] = SetOpt,
 ) -> None:
-    """Run one training stage of a recipe (earlier stages must be complete)."""
-    from xllava.pipeline import Pipeline
+    """Run one training stage of a recipe (earlier stages must be complete); also under
+    `torchrun` / `accelerate launch -m xllava.cli train ...` on several GPUs or nodes."""
+    from xllava.scale.launch import run_pipeline
 
     if stage not in ("align", "instruct"):
         raise typer.BadParameter("stage must be align or instruct")
-    Pipeline(_recipe(recipe, overrides)).run(only=[stage])
+    run_pipeline(_recipe(recipe, overrides), only=[stage])
 
 
-@app.command("eval")
-def eval_(
-    model_dir: Path = typer.Argument(..., exists=True, file_okay=False),
-    bench_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="folder of {lang}.jsonl"),
-    out_dir: Path = typer.Option(Path("eval-out"), help="predictions and scores go here"),
-    lang: list[str] = typer.Option(["en", "ko"], help="languages to evaluate"),
-    limit: int = typer.Option(None, help="first N questions per language"),
-) -> None:
-    """Evaluate a LLaVA directory on short-answer benchmark files (exact match per type)."""
-    from xllava.config import EvalConfig
-    from xllava.eval.world_bench import evaluate
+# `xllava eval` (the world's short answers by default; --format suite|vqav2|gqa|pope|mmbench|llava|llava-bench)
+# and `xllava judge` (review, pairwise, serve) live in xllava.eval.commands (typer only at import).
+from xllava.eval import commands as _eval_cli  # noqa: E402
 
-    scores = evaluate(EvalConfig(languages=lang, limit=limit), model_dir, bench_dir, out_dir)
-    for code, s in scores.items():
-        typer.echo(f"{code}: {s['accuracy']:.1%}  " + "  ".join(f"{c}={v:.0%}" for c, v in s["per_type"].items()))
+app.command("eval")(_eval_cli.eval_command)
+app.add_typer(_eval_cli.judge_app, name="judge")
 
 
 @app.command()
@@ -108,6 +102,28 @@ def ask(
     model, processor = load_llava(model_dir)
     typer.echo(answer_batch(model, processor, [image], [question], max_new_tokens)[0])
 
+
+# serving: `xllava serve MODEL_DIR` (OpenAI-compatible API + demo page), `xllava chat MODEL_DIR`
+from xllava.serve import cli as _serve_cli  # noqa: E402  (typer only; the server's imports are lazy)
+
+app.command("serve")(_serve_cli.serve)
+app.command("chat")(_serve_cli.chat)
+
+# mvif data: `xllava datagen generate|derive|teacher` (typer only at import; the rest is lazy)
+from xllava.datagen.cli import app as _datagen_cli  # noqa: E402
+
+app.add_typer(_datagen_cli, name="datagen")
+
+
+# vocabulary expansion: `xllava vocab learn|expand|report|llama2|corpus` (typer only at import)
+from xllava.vocab.cli import app as _vocab_cli  # noqa: E402
+
+app.add_typer(_vocab_cli, name="vocab")
+
+# scale-out: `xllava scale plan RECIPE` (typer only at import); torchrun/accelerate go through `run`/`train`
+from xllava.scale.cli import app as _scale_cli  # noqa: E402
+
+app.add_typer(_scale_cli, name="scale")
 
 if __name__ == "__main__":
     app()

@@ -12,10 +12,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from xllava.eval.suite_config import EvalSuiteConfig
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+
+# stage configs kept beside their code; they import Strict from here, hence after it
+from xllava.datagen.config import DatagenConfig  # noqa: E402
+from xllava.vocab.config import VocabConfig  # noqa: E402
 
 # ---------------------------------------------------------------- world
 
@@ -133,6 +139,9 @@ class TrainStageConfig(Strict):
     group_by_length: bool = True  # batches of similar real token length
     supervised_logits_only: bool = True  # LM head only at positions that carry a label
     dataloader_workers: int = 0
+    # memory levers for large models (xllava.scale plans them)
+    gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU supports it, else fp32
 
 
 class EvalConfig(Strict):
@@ -142,11 +151,14 @@ class EvalConfig(Strict):
     max_new_tokens: int = 8
     limit: int | None = None
     image_first: bool = True  # "<image>\nquestion" (LLaVA's usual order) or "question\n<image>"
+    # every public benchmark format on the world's instances, judges and preference (xllava.eval.suite);
+    # null skips it
+    suite: EvalSuiteConfig | None = EvalSuiteConfig()
 
 
 # ---------------------------------------------------------------- recipe
 
-STAGES = ("world", "tower", "align", "instruct", "eval", "report")
+STAGES = ("world", "datagen", "vocab", "tower", "align", "instruct", "eval", "report")
 
 
 class Recipe(Strict):
@@ -154,6 +166,8 @@ class Recipe(Strict):
     output_dir: str = "runs/${name}"
     stages: list[str] = list(STAGES)
     world: WorldConfig = WorldConfig()
+    datagen: DatagenConfig = DatagenConfig()
+    vocab: VocabConfig = VocabConfig()
     model: ModelConfig = ModelConfig()
     tower: TowerConfig = TowerConfig()
     align: TrainStageConfig = TrainStageConfig(

@@ -53,6 +53,8 @@ def file_digest(path: Path) -> str:
 def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
     section = {
         "world": recipe.world,
+        "datagen": recipe.datagen,
+        "vocab": recipe.vocab,
         "tower": recipe.tower,
         "align": recipe.align,
         "instruct": recipe.instruct,
@@ -62,6 +64,8 @@ def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
     payload = {"upstream": upstream, "config": section.model_dump(mode="json") if section else None}
     if stage in ("tower", "align"):  # the assembled model is part of their input
         payload["model"] = recipe.model.model_dump(mode="json")
+    if stage == "vocab":  # the LLM whose tokenizer and embeddings it expands
+        payload["llm"] = recipe.model.llm.model_dump(mode="json")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -95,6 +99,25 @@ class Pipeline:
             self.recipe.model.vision, self.recipe.tower, self.run_dir / "world", stage_dir, self.recipe.world.grid_size
         )
 
+    def stage_datagen(self, stage_dir: Path) -> dict:
+        from xllava.datagen import run_datagen_stage
+
+        return run_datagen_stage(self.recipe.datagen, self.run_dir / "world", stage_dir)
+
+    def stage_vocab(self, stage_dir: Path) -> dict:
+        from xllava.vocab import render_markdown, run_vocab_stage
+
+        llm_dir = materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._world_texts())
+        figures = run_vocab_stage(self.recipe.vocab, llm_dir, stage_dir, root=self.run_dir)
+        (stage_dir / "vocab.md").write_text(render_markdown(figures), encoding="utf-8")
+        return figures
+
+    def llm_dir(self) -> Path:
+        """The LLM that LLaVA is assembled from: the vocab stage's expansion when there is one."""
+        if "vocab" in self.recipe.stages:
+            return self.run_dir / "vocab" / "model"
+        return materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._world_texts())
+
     def tower_source(self) -> str:
         if "tower" in self.recipe.stages:
             return "pretrained by the tower stage on the world's scene graphs"
@@ -104,16 +127,22 @@ class Pipeline:
 
     def base_model_dir(self) -> Path:
         """The freshly assembled LLaVA (LLM + tower + new projector) that stage 1 starts from."""
-        base = self.run_dir / "base"
-        init = base / "llava"
-        if not (init / "config.json").exists():
+        init = self.run_dir / "base" / "llava"
+        # the assembly depends on the model config and on the stages that feed it (vocab, tower)
+        key = json.dumps(
+            {"model": self.recipe.model.model_dump(mode="json"),
+             "inputs": {s: (read_manifest(self.run_dir / s) or {}).get("config_hash") for s in ("vocab", "tower")}},
+            sort_keys=True,
+        )
+        stamp = init / "xllava_assembly.json"
+        if not (stamp.exists() and stamp.read_text() == key):
             model_cfg = self.recipe.model
             if "tower" in self.recipe.stages:
                 vision = model_cfg.vision.model_copy(update={"path": str(self.run_dir / "tower" / "model")})
                 model_cfg = model_cfg.model_copy(update={"vision": vision})
-            llm_dir = materialise_llm(model_cfg.llm, base / "llm", self._world_texts())
-            built = assemble(model_cfg, llm_dir)
+            built = assemble(model_cfg, self.llm_dir())
             save_llava(built.model, built.processor, init)
+            stamp.write_text(key)
         return init
 
     def _world_texts(self):
@@ -164,7 +193,13 @@ class Pipeline:
 
         model_dir = self.trained_model_dir()
         scores = evaluate(self.recipe.eval, model_dir, self.run_dir / self.recipe.eval.benchmark, stage_dir)
-        return {"model_dir": str(model_dir), "scores": scores}
+        figures = {"model_dir": str(model_dir), "scores": scores}
+        if self.recipe.eval.suite is not None:
+            from xllava.eval.suite import run_eval_suite
+
+            suite = run_eval_suite(self.recipe.eval.suite, model_dir, self.run_dir / "world", stage_dir / "suite")
+            figures["suite"] = {b: {lang: r["score"] for lang, r in v.items()} for b, v in suite["benchmarks"].items()}
+        return figures
 
     def stage_report(self, stage_dir: Path) -> dict:
         from xllava.report import write_report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from xllava.config import Recipe  # noqa: E402
+from xllava.eval.section import render_eval_section, render_html  # noqa: E402
+from xllava.vocab.table import render_markdown as render_vocab_table  # noqa: E402
 
 
 def _manifest(run_dir: Path, stage: str) -> dict | None:
@@ -87,6 +90,17 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
         f = world["figures"]
         lines += ["## Data", "", f"The embedded world: {json.dumps(f.get('counts', f), ensure_ascii=False)}", ""]
 
+    vocab = _manifest(run_dir, "vocab")
+    if vocab:
+        f = vocab["figures"]
+        plot = Path(f["plot"]) if f.get("plot") else None
+        if plot and plot.exists():
+            shutil.copy(plot, out_dir / plot.name)
+        lines += ["## Vocabulary expansion", "",
+                  f"{f.get('added', '?')} {f.get('language', '')} pieces spliced into the base tokenizer as real "
+                  "vocabulary; held-out text of each language, base and expanded:", "",
+                  render_vocab_table(f, image=plot.name if plot else None), ""]
+
     lines += ["## What was trained", "", "| stage | projector | vision tower | LLM | samples | time (s) | loss first → last |",
               "|---|---|---|---|---|---|---|"]
     tower_note = None
@@ -138,6 +152,10 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
                   f"Protocol: {next(iter(scores.values()))['protocol']}. "
                   "Greedy decoding through the model's chat template; the majority baseline always gives "
                   "the most common answer of its question type.", ""]
+    suite_path = run_dir / "eval" / "suite" / "suite_scores.json"
+    if suite_path.exists():
+        lines += [render_eval_section(json.loads(suite_path.read_text()), out_dir), ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html("\n".join(lines), f"xllava run report: {recipe.name}"), encoding="utf-8")
     return path

@@ -67,7 +67,12 @@ class FeatureCache:
         images: list[Path],
         path: Path,
         batch_size: int = 64,
+        write: bool = True,
     ) -> FeatureCache:
+        """Load the cache at `path` if it matches this tower and image list, else build and write it.
+
+        Under several processes only rank 0 writes (write=True) and the others load after it
+        (write=False); a reader that finds no valid file fails rather than write a second copy."""
         keys = [str(p) for p in images]
         index = {k: i for i, k in enumerate(keys)}
         meta = {"tower": tower_fingerprint(model), "images": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
@@ -75,6 +80,11 @@ class FeatureCache:
             with safe_open(str(path), framework="pt") as f:
                 if (f.metadata() or {}) == meta:
                     return cls(f.get_tensor("features"), index)
+        if not write:
+            raise RuntimeError(
+                f"feature cache {path} is missing or stale after rank 0 built it: "
+                "the run directory must be on a filesystem that every node shares"
+            )
         was_training = model.training
         model.eval()
         chunks = []

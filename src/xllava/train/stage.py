@@ -5,26 +5,36 @@ data position; logging; accelerate underneath for more devices. What we add: per
 rates, LoRA with the projector trained in full, batches grouped by real token length, the cached
 vision features and the supervised-positions-only loss (xllava.train.loss), and an export that
 always ends as a complete HF LLaVA directory with any LoRA merged.
+
+The same function runs on every rank under `torchrun` / `accelerate launch` (DDP, FSDP, DeepSpeed):
+the loss is computed inside the wrapped model's forward (the engines sync gradients and gather
+shards there), the length-grouped order is one global order dealt out per rank, the feature cache
+and the final model have one writer (rank 0), and the loss is normalised by the supervised tokens of
+the whole global batch, so N processes at batch b match one process at batch N*b.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
-from transformers import LlavaForConditionalGeneration, Trainer, TrainingArguments
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers import LlavaForConditionalGeneration, Trainer, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from xllava.config import TrainStageConfig
 from xllava.model.assemble import load_llava, save_llava
 from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
 from xllava.train.features import FeatureCache
+from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
 
 # parameter-name prefixes of the three parts (the HF LLaVA layout; peft prepends base_model.model.)
@@ -80,15 +90,67 @@ def configure_trainable(
     return get_peft_model(model, lora), summary
 
 
+class GlobalLengthGroupedSampler(LengthGroupedSampler):
+    """One length-grouped order, the same on every rank, grouped by the *global* batch.
+
+    accelerate (under Trainer) deals consecutive per-device batches of the sampler's order out to the
+    ranks (BatchSamplerShard), so the sampler must be global, not per rank: transformers'
+    DistributedLengthGroupedSampler would be sharded twice. Every rank computes the order from
+    seed + epoch (not from the global RNG, which nothing keeps in step across ranks), and groups
+    in multiples of the global batch, so each optimizer step takes one slice of similar lengths."""
+
+    def __init__(self, global_batch: int, lengths: list[int], seed: int):
+        super().__init__(global_batch, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+@contextmanager
+def loss_as_forward(model: torch.nn.Module, supervised_logits_only: bool) -> Iterator[None]:
+    """Route the LLaVA model's forward to the stage loss while training.
+
+    DDP syncs gradients, FSDP and ZeRO-3 gather weights, autocast applies, all in the call of the
+    model they wrap; calling the inner modules directly would bypass them (DDP would silently train
+    each rank on its own gradients). So the loss is what the wrapped call computes. An instance
+    attribute, removed afterwards: the class and the saved model are untouched."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def forward(self, **inputs) -> torch.Tensor:
+        return llava_loss(self, supervised_logits_only=supervised_logits_only, **inputs)
+
+    base.forward = types.MethodType(forward, base)
+    try:
+        yield
+    finally:
+        base.__dict__.pop("forward", None)
+
+
 class LlavaStageTrainer(Trainer):
     def __init__(self, *args, stage: TrainStageConfig, lengths: list[int], **kwargs):
         self.stage = stage
         self.lengths = lengths
         super().__init__(*args, **kwargs)
+        # Ask Trainer for the supervised-token count of the whole global batch (all accumulation
+        # steps, all ranks): compute_loss normalises by it. Our labels are shifted inside the loss.
+        self.model_accepts_loss_kwargs = True
+        self._loss_shifts_labels = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        loss = llava_loss(base, supervised_logits_only=self.stage.supervised_logits_only, **inputs)
+        loss = model(**inputs)  # llava_loss, through DDP/FSDP/DeepSpeed (see loss_as_forward)
+        if num_items_in_batch is not None:
+            # mean over this micro-batch -> sum / tokens of the global batch; x processes because
+            # DDP averages gradients over ranks. One process, no accumulation: the plain mean.
+            local = (inputs["labels"][:, 1:] != IGNORE).sum()
+            loss = loss * local / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
         return (loss, None) if return_outputs else loss
 
     def create_optimizer(self, model=None):
@@ -110,12 +172,25 @@ class LlavaStageTrainer(Trainer):
             )
         return self.optimizer
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Trainer reads a checkpoint's model.safetensors verbatim, but save_pretrained writes LLaVA in
+        the legacy key layout (transformers 5 renames on save and on from_pretrained only), so every
+        weight came back missing and a resumed run silently restarted from the stage's initial
+        weights. Read full-model checkpoints back through from_pretrained; the engines' own formats
+        (DeepSpeed, FSDP) and LoRA adapters keep Trainer's path."""
+        model = self.model if model is None else model
+        plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
+        if not (plain and isinstance(model, LlavaForConditionalGeneration)):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        saved = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(saved.state_dict(), strict=True)
+
     def _get_train_sampler(self, train_dataset=None):
         if not self.stage.group_by_length:
             return super()._get_train_sampler(train_dataset)
-        return LengthGroupedSampler(
-            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=self.lengths
-        )
+        global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return GlobalLengthGroupedSampler(global_batch, self.lengths, seed)
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
@@ -138,33 +213,20 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def train_stage(
-    cfg: TrainStageConfig, init_dir: Path, stage_dir: Path, run_dir: Path, stage_name: str
-) -> StageResult:
-    started = time.time()
-    model, processor = load_llava(init_dir)
-    samples = load_samples(
-        [run_dir / p for p in cfg.data],
-        image_root=(run_dir / cfg.image_root) if cfg.image_root else None,
-        languages=cfg.languages,
-        tasks=cfg.tasks,
-    )
-    if not samples:
-        raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
-    n_image_tokens = model.config.image_seq_length
-    dataset = LlavaDataset(
-        samples, processor.tokenizer, model.config.image_token_id, n_image_tokens, cfg.max_length
-    )
-    cache = None
-    if cfg.feature_cache and not cfg.train_vision_tower and dataset.images:
-        cache = FeatureCache.build_or_load(
-            model, processor.image_processor, dataset.images, stage_dir / "features.safetensors"
-        )
-    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
-    model, trained = configure_trainable(model, cfg)
-
+def training_arguments(cfg: TrainStageConfig, stage_dir: Path, has_text_only: bool) -> TrainingArguments:
+    """Trainer settings of a stage. Creating them joins the process group under torchrun/accelerate."""
     use_gpu = torch.cuda.is_available()
-    args = TrainingArguments(
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_gpu and torch.cuda.is_bf16_supported())
+    # `gradient_checkpointing` became `activation_checkpointing` during transformers 5.x
+    ckpt_name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
+    checkpointing = {ckpt_name: cfg.gradient_checkpointing}
+    if cfg.gradient_checkpointing:  # non-reentrant: no inputs need requires_grad with a frozen LLM
+        checkpointing[f"{ckpt_name}_kwargs"] = {"use_reentrant": False}
+    return TrainingArguments(
         output_dir=str(stage_dir / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -182,10 +244,83 @@ def train_stage(
         remove_unused_columns=False,
         dataloader_num_workers=cfg.dataloader_workers,
         report_to=[],
-        bf16=use_gpu and torch.cuda.is_bf16_supported(),
+        bf16=bf16,
         use_cpu=not use_gpu,
         disable_tqdm=False,
+        average_tokens_across_devices=True,
+        # a text-only batch leaves the projector without gradient; DDP must be told to look for that
+        ddp_find_unused_parameters=True if has_text_only else None,
+        **checkpointing,
     )
+
+
+def _sharded(trainer: Trainer) -> bool:
+    """Whether each rank holds only a slice of the weights (FSDP, ZeRO-3) when training ends."""
+    if trainer.is_fsdp_enabled:
+        return True
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and plugin.zero_stage == 3
+
+
+def trained_model(
+    trainer: Trainer, model: torch.nn.Module, cfg: TrainStageConfig, init_dir: Path
+) -> LlavaForConditionalGeneration | None:
+    """The trained LLaVA with any LoRA merged, on rank 0 (the one writer); None on the other ranks."""
+    if _sharded(trainer):
+        # gather the full weights (a collective: every rank takes part) into a fresh copy on rank 0;
+        # ZeRO-3 needs stage3_gather_16bit_weights_on_model_save (set in configs/zero3.json)
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        if trainer.is_deepspeed_enabled:
+            # While a ZeRO-3 config is registered, transformers builds every model under
+            # deepspeed.zero.Init, a collective: the copy below (one rank) and the next stage's
+            # load_llava (before its own Trainer) must be plain.
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+        if not trainer.is_world_process_zero():
+            return None
+        fresh, _ = load_llava(init_dir)
+        model, _ = configure_trainable(fresh, cfg)
+        missing, _ = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k in dict(model.named_parameters())]
+        if missing:
+            raise RuntimeError(f"gathered state dict lacks {len(missing)} weights, e.g. {missing[:3]}")
+    elif not trainer.is_world_process_zero():
+        return None
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def train_stage(
+    cfg: TrainStageConfig, init_dir: Path, stage_dir: Path, run_dir: Path, stage_name: str
+) -> StageResult:
+    started = time.time()
+    model, processor = load_llava(init_dir)
+    samples = load_samples(
+        [run_dir / p for p in cfg.data],
+        image_root=(run_dir / cfg.image_root) if cfg.image_root else None,
+        languages=cfg.languages,
+        tasks=cfg.tasks,
+    )
+    if not samples:
+        raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
+    args = training_arguments(cfg, stage_dir, has_text_only=any(s.image is None for s in samples))
+    n_image_tokens = model.config.image_seq_length
+    dataset = LlavaDataset(
+        samples, processor.tokenizer, model.config.image_token_id, n_image_tokens, cfg.max_length
+    )
+    cache = None
+    if cfg.feature_cache and not cfg.train_vision_tower and dataset.images:
+        # one writer: rank 0 builds the file while the other ranks wait, then they read it
+        with args.main_process_first(local=False, desc="vision feature cache"):
+            cache = FeatureCache.build_or_load(
+                model, processor.image_processor, dataset.images, stage_dir / "features.safetensors",
+                write=args.process_index == 0,
+            )
+    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
+    set_seed(cfg.seed)  # LoRA's initial weights: the same on every rank and in every run
+    model, trained = configure_trainable(model, cfg)
+    model.config.text_config.use_cache = False  # no KV cache in training (save_llava turns it back on)
+
     trainer = LlavaStageTrainer(
         model=model,
         args=args,
@@ -195,13 +330,16 @@ def train_stage(
         lengths=dataset.lengths,
     )
     checkpoint = last_complete_checkpoint(Path(args.output_dir))
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with loss_as_forward(model, cfg.supervised_logits_only):
+        trainer.train(resume_from_checkpoint=checkpoint)
 
-    final = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    final = trained_model(trainer, model, cfg, init_dir)
     model_dir = stage_dir / "model"
-    save_llava(final, processor, model_dir)
     history = trainer.state.log_history
-    (stage_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    if final is not None:  # rank 0 writes; checkpoints were written once by Trainer itself
+        save_llava(final, processor, model_dir)
+        (stage_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+    trainer.accelerator.wait_for_everyone()  # no rank returns before the model is on disk
     return StageResult(
         model_dir=model_dir,
         log_history=history,

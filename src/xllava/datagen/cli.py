@@ -1,0 +1,138 @@
+"""`xllava datagen ...`: generate mvif data from any OpenAI-compatible teacher, derive, serve the world teacher.
+
+Heavy imports happen inside the commands, so `xllava --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Multilingual visual-instruction data (mvif) from a vision teacher over HTTP.")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def generate(
+    image_root: Path = typer.Argument(..., exists=True, file_okay=False,
+                                      help="folder with objects.json (Visual Genome format) and the images"),
+    out_dir: Path = typer.Argument(..., help="store.jsonl, mvif.jsonl and summary.json go here"),
+    config: Path = typer.Option(None, exists=True, dir_okay=False, help="a DatagenConfig YAML; options below override it"),
+    base_url: str = typer.Option(None, help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or "
+                                 "http://localhost:8000/v1 (vLLM); omit for the embedded world teacher"),
+    model: str = typer.Option(None, help="teacher model name, e.g. gpt-4o"),
+    api_key_env: str = typer.Option(None, help="environment variable holding the API key (default OPENAI_API_KEY)"),
+    tasks: str = typer.Option(None, help="comma-separated: object,location,atmosphere,conversation,short_answer"),
+    languages: str = typer.Option(None, help="comma-separated language codes (default en,ko,zh)"),
+    concurrency: int = typer.Option(None, help="requests in flight"),
+    rpm: int = typer.Option(None, help="requests per minute"),
+    tpm: int = typer.Option(None, help="tokens per minute"),
+    limit: int = typer.Option(None, help="at most this many images"),
+    shard: str = typer.Option(None, help="I/N: the I-th of N disjoint shards"),
+    min_objects: int = typer.Option(None, help="fewest main objects per image (paper: 3)"),
+    max_objects: int = typer.Option(None, help="most main objects per image (paper: 10)"),
+    budget: float = typer.Option(None, help="hard cost stop in USD (whole store)"),
+    structured_output: str = typer.Option(None, help="auto, json_schema or json_object"),
+    ids_file: Path = typer.Option(None, exists=True, dir_okay=False, help="only these image ids (one per line)"),
+    retry_failed: bool = typer.Option(False, help="ask again for keys whose last record failed"),
+    progress: bool = typer.Option(True, help="show a progress bar with the running cost"),
+) -> None:
+    """Ask the teacher for every selected image x task, resume from the store, derive mvif.jsonl."""
+    import yaml
+
+    from xllava.datagen.config import DatagenConfig
+    from xllava.datagen.derive import derive_training_set
+    from xllava.datagen.generate import generate as run_generate
+
+    tree = yaml.safe_load(config.read_text(encoding="utf-8")) if config else {}
+    tree = tree or {}
+    teacher, selection = tree.setdefault("teacher", {}), tree.setdefault("selection", {})
+    for section, key, value in [
+        (teacher, "base_url", base_url), (teacher, "model", model), (teacher, "api_key_env", api_key_env),
+        (teacher, "concurrency", concurrency), (teacher, "rpm", rpm), (teacher, "tpm", tpm),
+        (teacher, "structured_output", structured_output), (tree, "tasks", _csv(tasks)),
+        (tree, "languages", _csv(languages)), (tree, "budget_usd", budget), (selection, "limit", limit),
+        (selection, "min_main_objects", min_objects), (selection, "max_main_objects", max_objects),
+    ]:
+        if value is not None:
+            section[key] = value
+    if shard:
+        index, _, count = shard.partition("/")
+        selection["shard"], selection["num_shards"] = int(index), int(count or 1)
+    if retry_failed:
+        tree["retry_failed"] = True
+    try:
+        cfg = DatagenConfig.model_validate(tree)
+    except Exception as err:
+        raise typer.BadParameter(f"{config or 'options'}: {err}") from err
+    only = {line.strip() for line in ids_file.read_text().splitlines() if line.strip()} if ids_file else None
+    server, endpoint = None, None
+    base = cfg.teacher.base_url
+    if base is None:
+        if not (image_root / "world.json").is_file():
+            raise typer.BadParameter("--base-url is required unless IMAGE_ROOT is an embedded world")
+        from xllava.datagen.openai_server import FaultConfig
+        from xllava.datagen.stage import WORLD_ENDPOINT, train_image_ids
+        from xllava.datagen.world_teacher import world_teacher_process
+
+        server = world_teacher_process(image_root, FaultConfig(latency_s=cfg.world_teacher_latency_s)).start()
+        base, endpoint = server.base_url, WORLD_ENDPOINT
+        only = only if only is not None else train_image_ids(image_root)
+    try:
+        summary = run_generate(cfg, image_root, out_dir, base, endpoint_id=endpoint, only_ids=only,
+                               progress=progress)
+    finally:
+        if server is not None:
+            server.stop()
+    summary["training_set"] = derive_training_set(out_dir / cfg.store, out_dir / "mvif.jsonl", image_root,
+                                                  cfg.quality)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
+    typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
+
+
+@app.command()
+def derive(
+    out_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="the generator's output folder"),
+    image_root: Path = typer.Argument(..., exists=True, file_okay=False, help="the image root it was run on"),
+    out: Path = typer.Option(None, help="training file (default OUT_DIR/mvif.jsonl)"),
+    store: str = typer.Option("store.jsonl", help="store file name inside OUT_DIR"),
+) -> None:
+    """Derive the LLaVA-format training JSONL from a store (latest record per key, accepted items)."""
+    from xllava.datagen.derive import derive_training_set
+
+    result = derive_training_set(out_dir / store, out or out_dir / "mvif.jsonl", image_root)
+    typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
+
+
+@app.command()
+def teacher(
+    world_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="an embedded world (xllava world)"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8011),
+    latency: float = typer.Option(0.0, help="seconds added to every request"),
+    rate_429: float = typer.Option(0.0, help="share of requests answered 429 with Retry-After"),
+    rate_500: float = typer.Option(0.0, help="share answered 500"),
+    rate_malformed: float = typer.Option(0.0, help="share answered with truncated JSON"),
+    rate_timeout: float = typer.Option(0.0, help="share that hang for --hang seconds"),
+    retry_after: float = typer.Option(1.0, help="Retry-After of injected 429s (seconds)"),
+    hang: float = typer.Option(30.0, help="how long a 'timeout' request hangs"),
+    seed: int = typer.Option(0, help="fault-injection seed"),
+    no_json_schema: bool = typer.Option(False, help="reject response_format json_schema (test JSON-mode fallback)"),
+    fd: int = typer.Option(None, hidden=True, help="serve on this inherited listening socket (ServerProcess)"),
+) -> None:
+    """Serve the world teacher: OpenAI-compatible /v1/chat/completions and /v1/models."""
+    from xllava.datagen.openai_server import FaultConfig
+    from xllava.datagen.world_teacher import serve_world_teacher
+
+    faults = FaultConfig(latency_s=latency, rate_429=rate_429, rate_500=rate_500, rate_malformed=rate_malformed,
+                         rate_timeout=rate_timeout, retry_after_s=retry_after, hang_s=hang, seed=seed,
+                         reject_json_schema=no_json_schema)
+    if fd is None:
+        typer.echo(f"world teacher on http://{host}:{port}/v1 (model world-teacher)")
+    serve_world_teacher(world_dir, faults, host, port, fd)

@@ -1,0 +1,81 @@
+"""The training set derived from the store: LLaVA conversation JSONL with `lang`, `task`, `teacher`.
+
+Each accepted item of each finished record becomes one record per language. The output is sorted
+(image, task, key, item, language), so it does not depend on the order in which requests finished,
+and a resumed run derives the same file as an uninterrupted one. Items that repeat an earlier item of
+the same image (exactly or nearly) in another record are dropped here and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from xllava.datagen.config import TASKS, QualityConfig
+from xllava.datagen.quality import duplicate_reason, signature
+from xllava.datagen.store import latest, read_records
+from xllava.world.korean import nfc
+
+
+def _conversations(turns: list[dict], lang: str) -> list[dict]:
+    out = []
+    for i, turn in enumerate(turns):
+        out.append({"from": "human", "value": nfc(("<image>\n" if i == 0 else "") + turn["question"][lang])})
+        out.append({"from": "gpt", "value": nfc(turn["answer"][lang])})
+    return out
+
+
+def _order(record: dict) -> tuple:
+    task = record["task"]
+    return record["image_id"], TASKS.index(task) if task in TASKS else len(TASKS), task, record["key"]
+
+
+def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
+                        quality: QualityConfig | None = None, relative_to: Path | None = None) -> dict:
+    """Write the LLaVA JSONL; image paths are relative to `relative_to` (default: the output folder),
+    so the training loader's default image root (the data file's folder) finds them."""
+    quality = quality or QualityConfig()
+    out_path = Path(out_path)
+    base = Path(relative_to or out_path.parent).resolve()
+    root = Path(image_root).resolve()
+    records = sorted((r for r in latest(read_records(store_path)).values() if r["status"] == "ok"), key=_order)
+    seen: dict[str, list[str]] = {}  # image sha256 -> signatures of the items kept so far
+    ids: set[str] = set()
+    counts: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            image = os.path.relpath(root / record["image"], base)
+            earlier = seen.setdefault(record["image_sha256"], [])
+            for i, item in enumerate(record["items"]):
+                if item["rejected"]:
+                    continue
+                sig = signature(item)
+                reason = duplicate_reason(sig, earlier, quality.near_duplicate_jaccard)
+                if reason:
+                    dropped[reason] += 1
+                    continue
+                earlier.append(sig)
+                for lang in record["languages"]:
+                    rid = f"{record['image_id']}-{record['task']}{i}-{lang}"
+                    if rid in ids:  # the same image and task from another model or prompt version
+                        rid = f"{rid}-{record['key'][:8]}"
+                    ids.add(rid)
+                    f.write(json.dumps({
+                        "id": rid,
+                        "image": image,
+                        "conversations": _conversations(item["turns"], lang),
+                        "lang": lang,
+                        "task": record["task"],
+                        "source": "datagen",
+                        "teacher": record["model"],
+                        "prompt_version": record["prompt_version"],
+                    }, ensure_ascii=False) + "\n")
+                    counts[f"{record['task']}/{lang}"] += 1
+    tmp.replace(out_path)  # readers never see a half-written training file
+    return {"records": sum(counts.values()), "by_task_lang": dict(sorted(counts.items())),
+            "dropped_cross_record": dict(dropped), "path": str(out_path)}

@@ -1,0 +1,229 @@
+"""LLM judges through any OpenAI-compatible endpoint (the official `openai` client).
+
+- LLaVA-Bench review: the judge scores the reference (Assistant 1) and the candidate (Assistant 2)
+  from the context; per category the relative score is mean(candidate) / mean(reference) * 100.
+- Pairwise preference: the judge sees image, question, answers A and B, and is asked twice, once
+  with the candidate as A and once as B. Position bias cancels: a win or a loss needs both orders
+  to agree; orders that disagree make a tie.
+
+A judgement whose call fails (after the client's own retries) or whose reply cannot be parsed is
+*failed*: kept in the judgements file with its error, counted, and left out of every score. It is
+never scored as zero or -1 (lmms-eval's LLaVA-W averages failed calls in as -1; see
+reference/anchors-eval-data.md). Each judgement and summary records the judge model and the prompt
+version. Judgements are appended to a JSONL as they come back; a rerun keeps the successful ones
+made with the same judge, prompt version and answers, and asks again for the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import mimetypes
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from openai import OpenAI
+
+from xllava.eval.generate import read_predictions
+from xllava.eval.items import EvalItem
+from xllava.eval.judge_prompts import (
+    PAIRWISE_VERSION,
+    REVIEW_VERSION,
+    pairwise_messages,
+    parse_pairwise,
+    parse_review,
+    review_messages,
+)
+from xllava.eval.suite_config import JudgeConfig
+
+REVIEW_PROTOCOL = (
+    "LLaVA-Bench review: the judge scores reference (Assistant 1, shown first) and candidate 1-10 from "
+    "the context; relative score = mean(candidate) / mean(reference) x 100 per category; failed "
+    "judgements excluded and counted"
+)
+PAIRWISE_PROTOCOL = (
+    "pairwise preference (X-LLaVA sec. 6): judge sees image, question, answers A and B; asked in both "
+    "orders; win/lose only when both orders agree, otherwise tie; failed judgements excluded and counted"
+)
+
+
+def make_client(cfg: JudgeConfig, base_url: str | None = None) -> OpenAI:
+    url = base_url or cfg.base_url
+    if not url:
+        raise ValueError("no judge endpoint: set judge.base_url (or use the built-in world judge)")
+    return OpenAI(base_url=url, api_key=os.environ.get(cfg.api_key_env) or "not-needed",
+                  max_retries=cfg.max_retries, timeout=cfg.timeout_s)
+
+
+def ask(client: OpenAI, cfg: JudgeConfig, messages: list[dict]) -> tuple[str | None, str | None]:
+    """(reply, None) or (None, error). Any failure of the call is an error string, never raised."""
+    try:
+        response = client.chat.completions.create(
+            model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+    except Exception as err:  # noqa: BLE001 - every failure becomes a counted, excluded judgement
+        return None, f"{type(err).__name__}: {str(err)[:300]}"
+    if not response.choices or response.choices[0].message.content is None:
+        return None, "empty reply"
+    return response.choices[0].message.content, None
+
+
+def image_data_url(path: Path) -> str:
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def _run_judgements(tasks: dict[str, Callable[[], dict]], digests: dict[str, str], out_path: Path,
+                    identity: dict[str, str], concurrency: int) -> dict[str, dict]:
+    """Run each task (key -> judgement row) unless the file already holds a successful judgement of
+    the same answers (`digests`) by the same judge and prompt; append rows as they come back."""
+    done: dict[str, dict] = {}
+    for row in read_predictions(out_path):  # the same torn-tail tolerant reader as predictions
+        key = str(row["question_id"])
+        if (row.get("status") == "ok" and row.get("answer_digest") == digests.get(key)
+                and all(row.get(k) == v for k, v in identity.items())):
+            done[key] = row
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("w", encoding="utf-8") as f:
+        for row in done.values():
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        todo = [k for k in tasks if k not in done]
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for key, row in zip(todo, pool.map(lambda k: tasks[k](), todo), strict=True):
+                row = {"question_id": key, **row, "answer_digest": digests[key], **identity}
+                done[key] = row
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.flush()
+    return {k: done[k] for k in tasks}
+
+
+# ---------------------------------------------------------------- LLaVA-Bench review
+
+
+def review(items: Sequence[EvalItem], answers: dict[str, str], client: OpenAI, cfg: JudgeConfig,
+           out_path: Path, lang: str) -> dict:
+    """Judge every item's answer against its reference; returns the summary (see summarise_review)."""
+    version = REVIEW_VERSION.get(lang, REVIEW_VERSION["en"])
+
+    def task(item: EvalItem) -> Callable[[], dict]:
+        def run() -> dict:
+            messages = review_messages(item.extra["context"], item.question, item.extra["reference"],
+                                       answers[item.question_id], lang)
+            reply, error = ask(client, cfg, messages)
+            scores = parse_review(reply) if reply is not None else None
+            if reply is not None and scores is None:
+                error = "unparseable reply: first line is not two scores in 0..10"
+            return {"category": item.category, "status": "ok" if scores else "failed",
+                    "scores": list(scores) if scores else None, "error": error, "reply": reply}
+        return run
+
+    identity = {"judge_model": cfg.model, "prompt_version": version}
+    digests = {it.question_id: _digest(answers[it.question_id]) for it in items}
+    rows = _run_judgements({it.question_id: task(it) for it in items}, digests, out_path, identity,
+                           cfg.concurrency)
+    return summarise_review(list(rows.values()), cfg.model, version)
+
+
+def summarise_review(rows: list[dict], judge_model: str, prompt_version: str) -> dict:
+    ok: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    failed: Counter[str] = Counter()
+    for row in rows:
+        own = row.get("category") or "all"
+        for category in ("all", own) if own != "all" else ("all",):
+            if row["status"] == "ok":
+                ok[category].append(tuple(row["scores"]))
+            else:
+                failed[category] += 1
+    per_category = {}
+    for category in sorted(set(ok) | set(failed)):
+        pairs = ok.get(category, [])
+        ref = sum(p[0] for p in pairs) / len(pairs) if pairs else None
+        cand = sum(p[1] for p in pairs) / len(pairs) if pairs else None
+        per_category[category] = {
+            "judged": len(pairs), "failed": failed[category],
+            "reference_x10": ref * 10 if ref is not None else None,
+            "candidate_x10": cand * 10 if cand is not None else None,
+            "relative": cand / ref * 100 if pairs and ref else None,
+        }
+    overall = per_category.get("all", {"judged": 0, "failed": 0, "relative": None})
+    return {
+        "benchmark": "llava_bench",
+        "protocol": REVIEW_PROTOCOL + f"; judge {judge_model}; prompt {prompt_version}",
+        "metric": "relative score",
+        "judge_model": judge_model,
+        "prompt_version": prompt_version,
+        "n": overall["judged"],
+        "failed": overall["failed"],
+        "score": overall["relative"] / 100 if overall["relative"] is not None else None,
+        "per_category": per_category,
+        "per_type": {c: (v["relative"] / 100 if v["relative"] is not None else None)
+                     for c, v in per_category.items() if c != "all"},
+    }
+
+
+# ---------------------------------------------------------------- pairwise preference
+
+_FROM_CANDIDATE = {("ab", "A"): "win", ("ab", "B"): "lose", ("ba", "A"): "lose", ("ba", "B"): "win"}
+
+
+def combine_orders(first: str, second: str) -> str:
+    """Per-order verdicts ('A'/'B'/'tie', with the candidate as A in the first order and as B in the
+    second) -> the candidate's 'win', 'tie' or 'lose'. A win or loss needs both orders to agree."""
+    a = _FROM_CANDIDATE.get(("ab", first), "tie")
+    b = _FROM_CANDIDATE.get(("ba", second), "tie")
+    return a if a == b else "tie"
+
+
+def pairwise(items: Sequence[EvalItem], candidate: dict[str, str], opponent: dict[str, str], client: OpenAI,
+             cfg: JudgeConfig, out_path: Path, lang: str) -> dict:
+    """Candidate vs opponent on every item, both orders; returns win/tie/lose counts and rates."""
+
+    def task(item: EvalItem) -> Callable[[], dict]:
+        def run() -> dict:
+            url = image_data_url(item.image)
+            verdicts, errors, replies = [], [], []
+            for a, b in ((candidate, opponent), (opponent, candidate)):
+                reply, error = ask(client, cfg, pairwise_messages(url, item.question, a[item.question_id],
+                                                                  b[item.question_id], lang))
+                verdict = parse_pairwise(reply) if reply is not None else None
+                if reply is not None and verdict is None:
+                    error = "unparseable reply: no verdict sentence"
+                verdicts.append(verdict)
+                errors.append(error)
+                replies.append(reply)
+            ok = all(v is not None for v in verdicts)
+            return {"status": "ok" if ok else "failed", "verdicts": verdicts, "errors": errors,
+                    "replies": replies,
+                    "outcome": combine_orders(verdicts[0], verdicts[1]) if ok else None}
+        return run
+
+    identity = {"judge_model": cfg.model, "prompt_version": PAIRWISE_VERSION}
+    digests = {it.question_id: _digest(candidate[it.question_id], opponent[it.question_id]) for it in items}
+    rows = _run_judgements({it.question_id: task(it) for it in items}, digests, out_path, identity,
+                           cfg.concurrency)
+    return summarise_pairwise(list(rows.values()), cfg.model)
+
+
+def summarise_pairwise(rows: list[dict], judge_model: str) -> dict:
+    outcomes = Counter(r["outcome"] for r in rows if r["status"] == "ok")
+    judged = sum(outcomes.values())
+    agree = sum(1 for r in rows if r["status"] == "ok"
+                and _FROM_CANDIDATE.get(("ab", r["verdicts"][0]), "tie")
+                == _FROM_CANDIDATE.get(("ba", r["verdicts"][1]), "tie"))
+    return {
+        "protocol": PAIRWISE_PROTOCOL + f"; judge {judge_model}; prompt {PAIRWISE_VERSION}",
+        "judge_model": judge_model,
+        "prompt_version": PAIRWISE_VERSION,
+        "judged": judged,
+        "failed": sum(1 for r in rows if r["status"] != "ok"),
+        "win": outcomes["win"], "tie": outcomes["tie"], "lose": outcomes["lose"],
+        "rates": {k: outcomes[k] / judged if judged else None for k in ("win", "tie", "lose")},
+        "order_agreement": agree / judged if judged else None,
+    }

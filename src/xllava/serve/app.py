@@ -1,0 +1,220 @@
+"""The OpenAI-compatible HTTP server: FastAPI routes over the batching engine.
+
+Routes: POST /v1/chat/completions (JSON or server-sent events), GET /v1/models, GET /health, and the
+demo page at /. Every refusal is an OpenAI-style JSON error with a 4xx status; a failure inside
+generation fails only the requests it touched, and the server keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from xllava.serve import protocol
+from xllava.serve.config import ServeConfig
+from xllava.serve.engine import Engine, Event, Job
+from xllava.serve.errors import ApiError, error_body
+from xllava.serve.prompt import encode, request_messages
+from xllava.serve.sampling import Sampling
+from xllava.serve.web import demo_page
+
+log = logging.getLogger("xllava.serve")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Server:
+    """The loaded model, its engine and the settings: what the routes share."""
+
+    def __init__(self, model_dir: Path, cfg: ServeConfig):
+        from xllava.model.assemble import load_llava
+
+        self.cfg = cfg
+        self.name = cfg.model_name or Path(model_dir).resolve().name
+        self.model, self.processor = load_llava(Path(model_dir))
+        device = resolve_device(cfg.device)
+        if device.type == "cpu" and cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+        self.model.to(device)
+        self.engine = Engine(self.model, self.processor.tokenizer, cfg.max_batch_size, cfg.batch_wait_ms, cfg.max_queue)
+        gen = self.model.generation_config
+        # a request without `temperature` gets the model's own default (greedy for ours), as vLLM does
+        self.default_temperature = float(gen.temperature or 1.0) if gen.do_sample else 0.0
+        self.default_top_p = float(gen.top_p or 1.0) if gen.do_sample else 1.0
+        self.created = int(time.time())
+
+    def job_for(self, req: protocol.ChatRequest, sink) -> Job:
+        """Validate and encode a request (images, template, limits) into an engine job. Runs in a worker thread."""
+        cfg = self.cfg
+        asked = req.max_completion_tokens or req.max_tokens
+        if asked is not None and asked > cfg.max_tokens_limit:
+            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            raise ApiError(400, f"{param} is {asked}, more than this server's limit of {cfg.max_tokens_limit}",
+                           param, "max_tokens_exceeded")
+        messages, images = request_messages(req, cfg)
+        prompt = encode(self.processor, messages, images, cfg.max_prompt_tokens)
+        room = (self.engine.max_positions or 1 << 30) - len(prompt.input_ids)
+        if room < 1 or (asked is not None and asked > room):
+            raise ApiError(400, f"the prompt ({len(prompt.input_ids)} tokens) plus max_tokens ({asked or 1}) exceeds "
+                           f"the model's context of {self.engine.max_positions} tokens", "messages",
+                           "context_length_exceeded")
+        sampling = Sampling(
+            temperature=self.default_temperature if req.temperature is None else req.temperature,
+            top_p=self.default_top_p if req.top_p is None else req.top_p,
+            seed=req.seed,
+        )
+        max_tokens = asked if asked is not None else min(cfg.default_max_tokens, room)
+        return Job(prompt, max_tokens, sampling, sink, req.stop or [], req.ignore_eos, stream=req.stream)
+
+
+def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
+    cfg = cfg or ServeConfig()
+    server = Server(model_dir, cfg)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        server.engine.start()
+        yield
+        server.engine.stop()
+
+    app = FastAPI(title="xllava", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.server = server
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(e.status_code, str(e.detail)), status_code=e.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(error_body(500, f"internal error: {type(e).__name__}"), status_code=500)
+
+    def authorize(request: Request) -> None:
+        if cfg.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+        if not hmac.compare_digest(token.strip().encode(), cfg.api_key.encode()):
+            raise ApiError(401, "incorrect API key provided", code="invalid_api_key")
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        alive = server.engine.running  # 503 tells a load balancer to send its traffic elsewhere
+        body = {"status": "ok" if alive else "engine down", "model": server.name, "active": server.engine.active,
+                "queued": server.engine.queued, **server.engine.stats}
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return demo_page(server.name, needs_key=cfg.api_key is not None)
+
+    def model_card() -> dict:
+        return {"id": server.name, "object": "model", "created": server.created, "owned_by": "xllava"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        authorize(request)
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict:
+        authorize(request)
+        if model_id != server.name:
+            raise ApiError(404, f"model {model_id!r} not found; this server serves {server.name!r}",
+                           "model", "model_not_found")
+        return model_card()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        authorize(request)
+        req = protocol.parse_request(await _read_body(request, cfg.max_body_bytes))
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def sink(ev: Event) -> None:  # engine thread -> this request's event loop
+            loop.call_soon_threadsafe(events.put_nowait, ev)
+
+        with server.engine.incoming():
+            job = await run_in_threadpool(server.job_for, req, sink)
+            server.engine.submit(job)
+        cid = protocol.new_id()
+        # the served model's name, so a client that asked for "gpt-4o" sees what answered it
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            return StreamingResponse(_sse(job, events, cid, server.name, include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            while (ev := await events.get()).kind == "delta":
+                pass
+        finally:
+            job.cancel()  # a no-op when done; frees the row if the client went away
+        if ev.kind == "error":
+            raise ApiError(500, ev.text, code="generation_failed")
+        return protocol.completion(cid, server.name, ev.text, ev.finish_reason or "stop",
+                                   ev.prompt_tokens, ev.completion_tokens)
+
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes `limit` bytes (before it is all in memory)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body is {declared} bytes, more than the limit of {limit}",
+                       code="request_too_large")
+    chunks, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise ApiError(413, f"request body is more than the limit of {limit} bytes", code="request_too_large")
+        chunks.append(part)
+    return b"".join(chunks)
+
+
+def _data(obj: dict | str) -> str:
+    return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+async def _sse(job: Job, events: asyncio.Queue[Event], cid: str, model: str, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk format, ending with `data: [DONE]`."""
+    try:
+        yield _data(protocol.chunk(cid, model, {"role": "assistant", "content": ""}))
+        while True:
+            ev = await events.get()
+            if ev.kind == "delta":
+                yield _data(protocol.chunk(cid, model, {"content": ev.text}))
+                continue
+            if ev.kind == "error":  # the status line is sent already: the error goes in the stream
+                yield _data(error_body(500, ev.text, code="generation_failed"))
+                return
+            yield _data(protocol.chunk(cid, model, {}, ev.finish_reason))
+            if include_usage:
+                yield _data(protocol.chunk(cid, model, {}, usage_=protocol.usage(ev.prompt_tokens,
+                                                                               ev.completion_tokens)))
+            yield _data("[DONE]")
+            return
+    finally:
+        job.cancel()  # the client closed the stream early: free its row
