@@ -10,18 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from xllava.datagen.config import DatagenConfig
 from xllava.eval.suite_config import EvalSuiteConfig
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-# stage configs kept beside their code; they import Strict from here, hence after it
-from xllava.datagen.config import DatagenConfig  # noqa: E402
-from xllava.vocab.config import VocabConfig  # noqa: E402
+from xllava.strict import Strict
+from xllava.vocab.config import VocabConfig
 
 # ---------------------------------------------------------------- world
 

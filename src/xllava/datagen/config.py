@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from xllava.config import Strict
+from xllava.strict import Strict
 
 # Task types. The first four are the paper's; `short_answer` (one-word answers, several turns per
 # conversation) is ours: the VQA part of the stage-2 mix that the tiny recipe trains on.

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-
-class _Strict(BaseModel):  # the same rules as xllava.config.Strict: unknown keys are errors
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+from xllava.strict import Strict as _Strict
 
 
 class JudgeConfig(_Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from xllava.config import Strict
+from xllava.strict import Strict
 
 # A piece is added only when it contains a character of the target script, so text without
 # that script (English, code) tokenises exactly as before.
