@@ -87,11 +87,11 @@ def test_bad_sample_in_pipeline_keeps_finished_stages(tmp_path: Path) -> None:
     from tests.conftest import fast_recipe
     from xllava.pipeline import Pipeline
 
-    recipe = fast_recipe(tmp_path, "stages=[world, align, instruct]")
+    recipe = fast_recipe(tmp_path, "stages=[world, datagen, align, instruct]")
     pipe = Pipeline(recipe, log=lambda _: None)
-    Pipeline(recipe.model_copy(update={"stages": ["world", "align"]}), log=lambda _: None).run()
+    Pipeline(recipe.model_copy(update={"stages": ["world", "datagen", "align"]}), log=lambda _: None).run()
     align_manifest = (tmp_path / "align" / "manifest.json").read_text()
-    instruct = tmp_path / "world" / "instruct.jsonl"
+    instruct = tmp_path / "datagen" / "instruct.jsonl"
     lines = instruct.read_text(encoding="utf-8").splitlines()
     broken = json.loads(lines[2])
     broken["conversations"][0]["from"] = "narrator"

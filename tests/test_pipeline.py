@@ -23,7 +23,7 @@ def test_run_writes_every_stage(fast_run: Path) -> None:
     assert (fast_run / "tower" / "model" / "config.json").exists()
     instruct = json.loads((fast_run / "instruct" / "manifest.json").read_text())
     assert instruct["figures"]["trained"]["vision_tower"] == "frozen"
-    assert "world/instruct.jsonl" in instruct["inputs"]
+    assert "datagen/instruct.jsonl" in instruct["inputs"]
     assert (fast_run / "instruct" / "features.safetensors").exists()  # frozen tower: features cached
     assert (fast_run / "instruct" / "config.resolved.yaml").exists()
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _command(run_dir: Path) -> list[str]:
-    sets = [*FAST, f"output_dir={run_dir}", "stages=[world, align, instruct]",
+    sets = [*FAST, f"output_dir={run_dir}", "stages=[world, datagen, align, instruct]",
             "instruct.max_steps=40", "instruct.save_steps=4", "instruct.logging_steps=1"]
     args = [sys.executable, "-m", "xllava.cli", "run", str(TINY)]
     for s in sets:
@@ -59,3 +59,9 @@ def test_kill_during_stage_two_then_resume(tmp_path: Path) -> None:
     assert steps == list(range(1, 41)), steps  # one continuous curve: no step twice, none missing
     after = {h["step"]: h["loss"] for h in history if "loss" in h}
     assert all(after[s] == loss for s, loss in before.items())  # the pre-kill part is kept as it was
+    # The weights came back too: a resume that silently restarted from the stage's initial weights
+    # would log a loss near step 1's again right after the checkpoint.
+    resumed_from = max(before)
+    assert before[resumed_from] < before[1] - 0.5, before  # the curve had moved, so the check can bite
+    first_new = after[resumed_from + 1]
+    assert abs(first_new - before[resumed_from]) < abs(first_new - before[1]), (before, after)

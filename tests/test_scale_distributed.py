@@ -18,7 +18,7 @@ from tests.conftest import FAST, TINY, fast_recipe
 STEPS, SAVE, PER_DEVICE = 6, 3, 8
 # group_by_length on: the length-grouped order must be one global order dealt out per rank
 INSTRUCT = [f"instruct.max_steps={STEPS}", f"instruct.save_steps={SAVE}", "instruct.logging_steps=1",
-            "instruct.group_by_length=true", "stages=[world, tower, align, instruct]"]
+            "instruct.group_by_length=true", "stages=[world, datagen, tower, align, instruct]"]
 
 
 def losses(history: list[dict]) -> dict[int, float]:
@@ -31,7 +31,7 @@ def run_dir(tmp_path_factory) -> Path:
     from xllava.pipeline import Pipeline
 
     run = tmp_path_factory.mktemp("scale-run")
-    Pipeline(fast_recipe(run, "stages=[world, tower, align]"), log=lambda _: None).run()
+    Pipeline(fast_recipe(run, "stages=[world, datagen, tower, align]"), log=lambda _: None).run()
     return run
 
 

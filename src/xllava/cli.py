@@ -125,5 +125,10 @@ from xllava.scale.cli import app as _scale_cli  # noqa: E402
 
 app.add_typer(_scale_cli, name="scale")
 
+# bilingual LM pretraining: `xllava lm train|eval-bpc` (typer only at import)
+from xllava.lm.cli import app as _lm_cli  # noqa: E402
+
+app.add_typer(_lm_cli, name="lm")
+
 if __name__ == "__main__":
     app()

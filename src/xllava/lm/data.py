@@ -59,9 +59,11 @@ def load_texts(cfg: LmConfig, root: Path | None = None) -> LmTexts:
     """Training documents per language (and parallel), and held-out paragraphs per language.
 
     The LibreOffice sample gives both from its page-level split; a user source is split by content
-    hash. Nothing here reads a held-out LibreOffice page for training."""
+    hash. Nothing here reads a held-out LibreOffice page for training, nor a training paragraph
+    that is also held out (the held-out split is applied before eval_limit)."""
     train: dict[str, list[str]] = {}
     heldout: dict[str, list[str]] = {}
+    held_all: set[str] = set()
     for src in cfg.sources:
         if src.lang not in cfg.languages:
             raise ValueError(f"lm.sources: language {src.lang!r} ({src.path}) is not in lm.languages")
@@ -78,13 +80,18 @@ def load_texts(cfg: LmConfig, root: Path | None = None) -> LmTexts:
                                  f"LibreOffice sample ({sample.LANGS})")
             train[lang] = sample.texts(lang, "train")
             heldout[lang] = sample.texts(lang, "heldout")
-        train[lang] = _capped(train[lang], cfg.max_chars_per_language)
+        # the sample repeats stock paragraphs ("Enter 키를 눌러 ...") on train and held-out pages alike;
+        # training on them would make the held-out figures measure memorisation
+        seen = set(heldout[lang])
+        held_all |= seen
+        train[lang] = _capped([t for t in train[lang] if t not in seen], cfg.max_chars_per_language)
         if cfg.eval_limit is not None:
             heldout[lang] = heldout[lang][: cfg.eval_limit]
         if not train[lang]:
             raise ValueError(f"lm: no training text for language {lang!r}")
     if cfg.parallel:
-        records = [r for r in sample.load_records() if r["split"] == "train"]
+        records = [r for r in sample.load_records() if r["split"] == "train"
+                   and not any(r.get(lang) in held_all for lang in sample.LANGS)]
         train["parallel"] = parallel_documents(cfg.parallel_pairs, records)
         if not train["parallel"]:
             raise ValueError(f"lm.parallel: no aligned records for pairs {cfg.parallel_pairs}")
@@ -194,5 +201,5 @@ def build_dataset(cfg: LmConfig, texts: LmTexts, tokenizer) -> tuple[PackedDatas
     info = {"tokens_per_key": counts, "stream_tokens": packed.stream_tokens, "blocks": len(packed.blocks),
             "documents": len(chosen), "dropped_tail_tokens": packed.dropped_tokens,
             "split_documents": packed.split_documents,
-            "chars_per_key": {k: sum(map(len, texts.train[k])) for k in weights}}
+            "available_chars": {k: sum(map(len, texts.train[k])) for k in weights}}
     return PackedDataset(packed), info
