@@ -12,7 +12,7 @@ from xllava.pipeline import Pipeline
 
 
 def test_run_writes_every_stage(fast_run: Path) -> None:
-    for stage in ("world", "tower", "align", "instruct", "eval", "report"):
+    for stage in ("world", "datagen", "vocab", "tower", "align", "instruct", "eval", "report"):
         manifest = json.loads((fast_run / stage / "manifest.json").read_text())
         assert manifest["stage"] == stage and manifest["config_hash"] and manifest["code_version"]
     align = json.loads((fast_run / "align" / "manifest.json").read_text())["figures"]
@@ -37,6 +37,23 @@ def test_report_has_table_plot_and_training_notes(fast_run: Path) -> None:
     scores = json.loads((fast_run / "eval" / "scores.json").read_text())
     assert set(scores) == {"en", "ko"}
     assert set(scores["ko"]["per_type"]) == {"colour", "kind_at", "relation", "count", "exists", "atmosphere"}
+    # the other stages' sections: vocabulary table and chart, every benchmark format with its protocol
+    assert "## Vocabulary expansion" in report and "| expanded | ko |" in report
+    assert (fast_run / "report" / "vocab_bars.png").stat().st_size > 1000
+    for name in ("VQAv2", "GQA", "POPE", "MMBench"):
+        assert name in report, name
+    assert (fast_run / "report" / "report.html").exists()
+
+
+def test_instruction_data_came_from_the_generator_over_http(fast_run: Path) -> None:
+    """The tiny recipe's stage-2 data is what the world teacher answered over HTTP, not the world's file."""
+    figures = json.loads((fast_run / "datagen" / "manifest.json").read_text())["figures"]["generation"]
+    assert figures["endpoint"] == "xllava-world-teacher" and figures["ok"] == figures["requested"] > 0
+    store = [json.loads(line) for line in (fast_run / "datagen" / "store.jsonl").read_text().splitlines()]
+    assert len(store) == figures["requested"] and all(r["status"] == "ok" and r["attempts"] >= 1 for r in store)
+    records = [json.loads(line) for line in (fast_run / "datagen" / "instruct.jsonl").read_text().splitlines()]
+    assert records and {r["task"] for r in records} == {"short_answer"}
+    assert all(r.get("teacher") for r in records)
 
 
 def test_second_run_skips_everything(fast_run: Path) -> None:
