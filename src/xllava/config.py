@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from xllava.datagen.config import DatagenConfig
 from xllava.eval.suite_config import EvalSuiteConfig
+from xllava.lm.config import LmConfig
 from xllava.strict import Strict
 from xllava.vocab.config import VocabConfig
 
@@ -152,7 +153,7 @@ class EvalConfig(Strict):
 
 # ---------------------------------------------------------------- recipe
 
-STAGES = ("world", "datagen", "vocab", "tower", "align", "instruct", "eval", "report")
+STAGES = ("world", "datagen", "vocab", "lm", "tower", "align", "instruct", "eval", "report")
 
 
 class Recipe(Strict):
@@ -162,6 +163,7 @@ class Recipe(Strict):
     world: WorldConfig = WorldConfig()
     datagen: DatagenConfig = DatagenConfig()
     vocab: VocabConfig = VocabConfig()
+    lm: LmConfig = LmConfig()
     model: ModelConfig = ModelConfig()
     tower: TowerConfig = TowerConfig()
     align: TrainStageConfig = TrainStageConfig(

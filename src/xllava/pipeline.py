@@ -55,6 +55,7 @@ def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
         "world": recipe.world,
         "datagen": recipe.datagen,
         "vocab": recipe.vocab,
+        "lm": recipe.lm,
         "tower": recipe.tower,
         "align": recipe.align,
         "instruct": recipe.instruct,
@@ -64,7 +65,7 @@ def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
     payload = {"upstream": upstream, "config": section.model_dump(mode="json") if section else None}
     if stage in ("tower", "align"):  # the assembled model is part of their input
         payload["model"] = recipe.model.model_dump(mode="json")
-    if stage == "vocab":  # the LLM whose tokenizer and embeddings it expands
+    if stage in ("vocab", "lm"):  # the LLM whose tokenizer and embeddings they change
         payload["llm"] = recipe.model.llm.model_dump(mode="json")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -112,10 +113,19 @@ class Pipeline:
         (stage_dir / "vocab.md").write_text(render_markdown(figures), encoding="utf-8")
         return figures
 
-    def llm_dir(self) -> Path:
-        """The LLM that LLaVA is assembled from: the vocab stage's expansion when there is one."""
-        if "vocab" in self.recipe.stages:
-            return self.run_dir / "vocab" / "model"
+    def stage_lm(self, stage_dir: Path) -> dict:
+        from xllava.lm import run_lm_stage
+
+        return run_lm_stage(self.recipe.lm, self.llm_dir(before="lm"), stage_dir, root=self.run_dir)
+
+    def llm_dir(self, before: str | None = None) -> Path:
+        """The LLM that LLaVA is assembled from: the lm stage's output, else the vocab stage's, else
+        the base; with `before`, only stages ahead of that one count."""
+        stages = self.recipe.stages
+        ahead = stages[: stages.index(before)] if before in stages else stages
+        for stage in ("lm", "vocab"):
+            if stage in ahead:
+                return self.run_dir / stage / "model"
         return materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._world_texts())
 
     def tower_source(self) -> str:
@@ -131,7 +141,7 @@ class Pipeline:
         # the assembly depends on the model config and on the stages that feed it (vocab, tower)
         key = json.dumps(
             {"model": self.recipe.model.model_dump(mode="json"),
-             "inputs": {s: (read_manifest(self.run_dir / s) or {}).get("config_hash") for s in ("vocab", "tower")}},
+             "inputs": {s: (read_manifest(self.run_dir / s) or {}).get("config_hash") for s in ("vocab", "lm", "tower")}},
             sort_keys=True,
         )
         stamp = init / "xllava_assembly.json"

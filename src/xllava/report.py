@@ -32,6 +32,9 @@ def plot_losses(run_dir: Path, out: Path) -> bool:
         if rows:
             ax.plot([h["step"] for h in rows], [h["loss"] for h in rows], label=f"{stage}", marker=".")
             drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
     ax.set_xlabel("optimizer step (per stage)")
     ax.set_ylabel("training loss")
     ax.set_yscale("log")
@@ -100,6 +103,13 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
                   f"{f.get('added', '?')} {f.get('language', '')} pieces spliced into the base tokenizer as real "
                   "vocabulary; held-out text of each language, base and expanded:", "",
                   render_vocab_table(f, image=plot.name if plot else None), ""]
+
+    lm = _manifest(run_dir, "lm")
+    if lm and (run_dir / "lm" / "lm.md").exists():
+        plot = run_dir / "lm" / "lm_curves.png"
+        if plot.exists():
+            shutil.copy(plot, out_dir / plot.name)
+        lines += ["## Bilingual LM pretraining", "", (run_dir / "lm" / "lm.md").read_text(encoding="utf-8"), ""]
 
     lines += ["## What was trained", "", "| stage | projector | vision tower | LLM | samples | time (s) | loss first → last |",
               "|---|---|---|---|---|---|---|"]

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from xllava.config import Strict
+from xllava.strict import Strict
 
 
 class LmSource(Strict):
