@@ -72,24 +72,15 @@ def generate(
     except Exception as err:
         raise typer.BadParameter(f"{config or 'options'}: {err}") from err
     only = {line.strip() for line in ids_file.read_text().splitlines() if line.strip()} if ids_file else None
-    server, endpoint = None, None
-    base = cfg.teacher.base_url
-    if base is None:
+    from xllava.datagen.stage import teacher_endpoint, train_image_ids
+
+    if cfg.teacher.base_url is None:
         if not (image_root / "world.json").is_file():
             raise typer.BadParameter("--base-url is required unless IMAGE_ROOT is an embedded world")
-        from xllava.datagen.openai_server import FaultConfig
-        from xllava.datagen.stage import WORLD_ENDPOINT, train_image_ids
-        from xllava.datagen.world_teacher import world_teacher_process
-
-        server = world_teacher_process(image_root, FaultConfig(latency_s=cfg.world_teacher_latency_s)).start()
-        base, endpoint = server.base_url, WORLD_ENDPOINT
         only = only if only is not None else train_image_ids(image_root)
-    try:
+    with teacher_endpoint(cfg, image_root) as (base, endpoint):
         summary = run_generate(cfg, image_root, out_dir, base, endpoint_id=endpoint, only_ids=only,
                                progress=progress)
-    finally:
-        if server is not None:
-            server.stop()
     summary["training_set"] = derive_training_set(out_dir / cfg.store, out_dir / "mvif.jsonl", image_root,
                                                   cfg.quality)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -10,6 +10,8 @@ reach the teacher.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from xllava.datagen.config import DatagenConfig
@@ -28,25 +30,30 @@ def train_image_ids(world_dir: Path) -> set[str] | None:
     return {g["scene_id"] for g in json.loads(path.read_text(encoding="utf-8")) if g.get("split") == "train"}
 
 
+@contextmanager
+def teacher_endpoint(cfg: DatagenConfig, world_dir: Path) -> Iterator[tuple[str, str | None]]:
+    """(base_url, endpoint id) of the teacher: the configured one, or the embedded world teacher
+    started on loopback for the duration of the block."""
+    if cfg.teacher.base_url is not None:
+        yield cfg.teacher.base_url, None
+        return
+    from xllava.datagen.world_teacher import world_teacher_process
+
+    server = world_teacher_process(world_dir, FaultConfig(latency_s=cfg.world_teacher_latency_s)).start()
+    try:
+        yield server.base_url, WORLD_ENDPOINT
+    finally:
+        server.stop()
+
+
 def run_datagen_stage(cfg: DatagenConfig, world_dir: Path, out_dir: Path, progress: bool = False) -> dict:
     """Generate into out_dir/store.jsonl, derive out_dir/instruct.jsonl; return the stage's figures."""
     world_dir, out_dir = Path(world_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     only = train_image_ids(world_dir)
-    server = None
-    if cfg.teacher.base_url is None:
-        from xllava.datagen.world_teacher import world_teacher_process
-
-        server = world_teacher_process(world_dir, FaultConfig(latency_s=cfg.world_teacher_latency_s)).start()
-        base_url, endpoint = server.base_url, WORLD_ENDPOINT
-    else:
-        base_url, endpoint = cfg.teacher.base_url, None
-    try:
+    with teacher_endpoint(cfg, world_dir) as (base_url, endpoint):
         summary = generate(cfg, world_dir, out_dir, base_url, endpoint_id=endpoint, only_ids=only,
                            progress=progress)
-    finally:
-        if server is not None:
-            server.stop()
     derived = derive_training_set(out_dir / cfg.store, out_dir / TRAINING_FILE, world_dir, cfg.quality)
     if derived["records"] == 0:
         raise RuntimeError(f"datagen produced no usable record (summary: {json.dumps(summary)[:1000]})")
