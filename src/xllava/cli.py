@@ -80,6 +80,20 @@ def train(
     run_pipeline(_recipe(recipe, overrides), only=[stage])
 
 
+@app.command()
+def ablation(
+    plan: Path = typer.Argument(..., help="ablation plan YAML, e.g. recipes/ablation.yaml"),
+    overrides: list[str] = SetOpt,
+    only: list[str] = typer.Option(None, "--only", help="run only these variants (the table lists all finished)"),
+) -> None:
+    """Run every variant of an ablation plan (the paper's Table 2 structure) and write one table."""
+    from xllava.ablation import run_ablation
+
+    table = run_ablation(plan, overrides, only)
+    typer.echo(table.read_text(encoding="utf-8"))
+    typer.echo(f"table: {table}")
+
+
 # `xllava eval` (the world's short answers by default; --format suite|vqav2|gqa|pope|mmbench|llava|llava-bench)
 # and `xllava judge` (review, pairwise, serve) live in xllava.eval.commands (typer only at import).
 from xllava.eval import commands as _eval_cli  # noqa: E402

@@ -52,6 +52,12 @@ class ScratchLLMConfig(Strict):
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
+    # std of the random init. HF's 0.02 suits wide models; at width 128 it leaves attention scores
+    # near zero for hundreds of steps, and the image lookups the world asks for start late
+    initializer_range: float = 0.02
+    # languages whose training text the tokenizer is learned on (None: all). [en] gives an
+    # English-centric base whose Korean falls back to bytes, as in the paper's starting point
+    tokenizer_languages: list[str] | None = None
 
 
 class LLMConfig(Strict):

@@ -157,13 +157,15 @@ class Pipeline:
 
     def _world_texts(self):
         """Every text of the training files, for a from-scratch tokenizer (never the benchmark)."""
+        languages = self.recipe.model.llm.scratch.tokenizer_languages
         for rel in [*self.recipe.align.data, *self.recipe.instruct.data]:
             path = self.run_dir / rel
             if not path.exists():
                 continue
             for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    for turn in json.loads(line).get("conversations", []):
+                record = json.loads(line) if line.strip() else {}
+                if languages is None or record.get("lang") in languages:
+                    for turn in record.get("conversations", []):
                         yield turn.get("value", "").replace("<image>", "")
 
     def stage_train(self, name: str, stage_dir: Path) -> dict:

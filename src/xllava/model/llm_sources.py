@@ -104,6 +104,7 @@ def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Pa
         num_key_value_heads=s.num_key_value_heads,
         max_position_embeddings=s.max_position_embeddings,
         tie_word_embeddings=True,
+        initializer_range=s.initializer_range,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
