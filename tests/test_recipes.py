@@ -9,6 +9,8 @@ import pytest
 from xllava.config import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+PLANS = [p for p in RECIPES if p.stem == "ablation"]  # an ablation plan, not a recipe
+RECIPES = [p for p in RECIPES if p not in PLANS]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -16,6 +18,16 @@ def test_shipped_recipe_validates(path: Path) -> None:
     recipe = load_recipe(path)
     assert recipe.name == path.stem
     assert recipe.stages
+
+
+@pytest.mark.parametrize("path", PLANS, ids=lambda p: p.name)
+def test_shipped_ablation_plan_validates_with_every_variant(path: Path) -> None:
+    from xllava.ablation import load_plan, variant_recipe
+
+    plan, base = load_plan(path)
+    recipes = [variant_recipe(plan, base, v) for v in plan.variants]
+    assert len(recipes) == 6
+    assert {("vocab" in r.stages, "lm" in r.stages) for r in recipes} == {(False, False), (True, False), (True, True)}
 
 
 def test_dotted_override_is_typed() -> None:
@@ -35,3 +47,23 @@ def test_typo_is_an_error_naming_the_file_and_field(tmp_path: Path) -> None:
 def test_unknown_stage_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown stage"):
         load_recipe(RECIPES[0], ["stages=[world, pretrain]"])
+
+
+def test_scratch_llm_honours_its_init_std(tmp_path: Path) -> None:
+    """The tiny recipe relies on a wider init than HF's 0.02; the built weights must carry it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from xllava.config import LLMConfig, ScratchLLMConfig
+    from xllava.model.llm_sources import build_scratch_llm
+
+    texts = ["a red ball is at the top left", "빨간 공은 왼쪽 위에 있어요"] * 50
+    stds = {}
+    for std in (0.02, 0.08):
+        scratch = ScratchLLMConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                   num_attention_heads=4, num_key_value_heads=4, initializer_range=std)
+        out = build_scratch_llm(LLMConfig(source="scratch", scratch=scratch), tmp_path / str(std), texts)
+        model = AutoModelForCausalLM.from_pretrained(out)
+        stds[std] = torch.cat([model.model.layers[0].self_attn.q_proj.weight.flatten(),
+                               model.model.layers[0].mlp.up_proj.weight.flatten()]).std().item()
+    assert abs(stds[0.02] - 0.02) < 0.004 and abs(stds[0.08] - 0.08) < 0.01
