@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from xllava.config import Recipe, load_recipe
-from xllava.pipeline import read_manifest, stage_hash
+from xllava.pipeline import read_manifest, stage_digests
 from xllava.strict import Strict
 
 
@@ -81,10 +81,7 @@ def variant_recipe(plan: AblationPlan, base: Path, variant: Variant) -> Recipe:
 def share_finished_stages(recipe: Recipe, donors: list[Recipe], log=print) -> list[str]:
     """Copy into `recipe`'s run directory every leading stage a donor finished with the same hash."""
     copied: list[str] = []
-    upstream = ""
-    for stage in recipe.stages:
-        digest = stage_hash(recipe, stage, upstream)
-        upstream = digest
+    for stage, digest in stage_digests(recipe):
         target = recipe.run_dir / stage
         mine = read_manifest(target)
         if mine and mine.get("config_hash") == digest:

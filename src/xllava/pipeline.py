@@ -70,6 +70,15 @@ def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def stage_digests(recipe: Recipe) -> list[tuple[str, str]]:
+    """(stage, config hash) in run order; each hash covers the stages before it."""
+    out, upstream = [], ""
+    for stage in recipe.stages:
+        upstream = stage_hash(recipe, stage, upstream)
+        out.append((stage, upstream))
+    return out
+
+
 def read_manifest(stage_dir: Path) -> dict | None:
     path = stage_dir / MANIFEST
     if not path.exists():
@@ -224,12 +233,9 @@ class Pipeline:
     def run(self, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.recipe, self.run_dir / "recipe.resolved.yaml")
-        upstream = ""
         results: dict[str, dict] = {}
-        for stage in self.recipe.stages:
+        for stage, digest in stage_digests(self.recipe):
             stage_dir = self.run_dir / stage
-            digest = stage_hash(self.recipe, stage, upstream)
-            upstream = digest
             manifest = read_manifest(stage_dir)
             wanted = only is None or stage in only
             if manifest and manifest.get("config_hash") == digest and not (force and wanted):
