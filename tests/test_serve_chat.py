@@ -27,7 +27,7 @@ def test_terminal_chat(fast_run):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LC_ALL": "C"}  # a C locale must not break Korean
     out = subprocess.run(
         [sys.executable, "-m", "xllava.cli", "chat", str(model_dir_of(fast_run)), "--image", str(images[0]),
-         "--temperature", "1.0", "--max-tokens", "8"],
+         "--temperature", "1.0", "--max-tokens", "8", "--seed", "0"],
         input="\n".join(lines).encode(), capture_output=True, timeout=300, env=env,
     )
     text = out.stdout.decode("utf-8")

@@ -38,7 +38,8 @@ def _load(path: Path) -> Image.Image:
 
 class Chat:
     def __init__(self, model_dir: Path, max_tokens: int = 256, temperature: float = 0.0,
-                 system: str | None = None, out: TextIO = sys.stdout, device: str = "auto"):
+                 system: str | None = None, out: TextIO = sys.stdout, device: str = "auto",
+                 seed: int | None = None):
         import torch
 
         from xllava.model.assemble import load_llava
@@ -54,6 +55,7 @@ class Chat:
         self.engine = Engine(self.model, self.processor.tokenizer, max_batch_size=1, batch_wait_ms=0).start()
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.seed = seed  # sampling seed of every turn (None: fresh randomness)
         self.system = system
         self.image: Image.Image | None = None
         self.messages: list[dict] = []
@@ -89,7 +91,7 @@ class Chat:
         answer = ""
         self.say("model> ", end="")
         try:
-            for ev in self.engine.generate(prompt, min(self.max_tokens, room), Sampling(self.temperature)):
+            for ev in self.engine.generate(prompt, min(self.max_tokens, room), Sampling(self.temperature, seed=self.seed)):
                 if ev.kind == "delta":
                     answer += ev.text
                     self.say(ev.text, end="")
@@ -155,11 +157,11 @@ class Chat:
 
 
 def run_chat(model_dir: Path, image: Path | None = None, max_tokens: int = 256, temperature: float = 0.0,
-             system: str | None = None, device: str = "auto") -> None:
+             system: str | None = None, device: str = "auto", seed: int | None = None) -> None:
     _utf8(sys.stdin)
     _utf8(sys.stdout)
     print(f"loading {model_dir} ...", file=sys.stderr, flush=True)
-    chat = Chat(model_dir, max_tokens, temperature, system, device=device)
+    chat = Chat(model_dir, max_tokens, temperature, system, device=device, seed=seed)
     if image is not None:
         chat.set_image(image)
     chat.say(f"xllava chat · {Path(model_dir).resolve().name}" + (f" · image {image}" if image else ""))
