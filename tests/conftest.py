@@ -22,6 +22,7 @@ FAST = [
     "world.n_eval_scenes=8",
     "world.eval_questions_per_type=4",
     "tower.epochs=1",
+    "tower.extra_scenes=0",
     "align.max_steps=4",
     "align.batch_size=8",
     "align.logging_steps=1",

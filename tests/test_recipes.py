@@ -67,3 +67,28 @@ def test_scratch_llm_honours_its_init_std(tmp_path: Path) -> None:
         stds[std] = torch.cat([model.model.layers[0].self_attn.q_proj.weight.flatten(),
                                model.model.layers[0].mlp.up_proj.weight.flatten()]).std().item()
     assert abs(stds[0.02] - 0.02) < 0.004 and abs(stds[0.08] - 0.08) < 0.01
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama2"])
+def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) -> None:
+    """A from-scratch tokenizer must not spell the template's role words byte by byte on every turn."""
+    from transformers import AutoTokenizer
+
+    from xllava.config import LLMConfig, ScratchLLMConfig
+    from xllava.model.families import get_family
+    from xllava.model.llm_sources import build_scratch_llm
+
+    texts = ["a red ball is at the top left", "빨간 공은 왼쪽 위에 있어요", "the sky is cloudy"] * 100
+    scratch = ScratchLLMConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                               num_attention_heads=2, num_key_value_heads=2)
+    out = build_scratch_llm(LLMConfig(source="scratch", family=family, scratch=scratch), tmp_path, texts)
+    tok = AutoTokenizer.from_pretrained(out)
+    turn = [{"role": "user", "content": "the sky"}, {"role": "assistant", "content": "cloudy"}]
+    framed = tok.apply_chat_template(turn, tokenize=False)
+    bare = tok("the sky", add_special_tokens=False)["input_ids"] + tok("cloudy", add_special_tokens=False)["input_ids"]
+    frame_tokens = len(tok(framed, add_special_tokens=False)["input_ids"]) - len(bare)
+    # chatml: <|im_start|> user \n ... <|im_end|> \n <|im_start|> assistant \n ... <|im_end|> \n
+    # llama2: <s> [INST] ... [/INST] ... </s>, with "[INST]" and "[/INST]" a few pieces each
+    limit = {"chatml": 10, "llama2": 10}[family]  # unlearned, chatml alone is 20
+    assert frame_tokens <= limit, (family, tok.tokenize(framed))
+    assert get_family(family).frame_text

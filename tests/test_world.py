@@ -252,3 +252,28 @@ def test_candidates_are_consistent() -> None:
         counts = Counter(o.kind for o in scene.objects)
         assert max(counts.values()) <= 3
         assert len({(o.row, o.col) for o in scene.objects}) == len(scene.objects)
+
+
+@pytest.mark.parametrize("instruction", ["every_turn", "first_turn"])
+def test_short_answer_packing(instruction: str) -> None:
+    from xllava.world.instructions import short_answer_records
+    from xllava.world.lexicon import SHORT_ANSWER_INSTRUCTION
+    from xllava.world.questions import candidates
+
+    rng = random.Random(3)
+    scene = next(s for s in (generate_scene(rng, WorldConfig()) for _ in range(50)) if len(candidates(s)) >= 30)
+    questions = candidates(scene)[:30]
+    records = short_answer_records(scene, questions, "img.png", ["en", "ko"], random.Random(0), (8, 12), instruction)
+    for lang in ("en", "ko"):
+        mine = [r for r in records if r["lang"] == lang]
+        turns = [len(r["conversations"]) // 2 for r in mine]
+        assert sum(turns) == 30 and all(8 <= t <= 12 for t in turns)
+        for r in mine:
+            asked = [c["value"] for c in r["conversations"][0::2]]
+            with_line = [SHORT_ANSWER_INSTRUCTION[lang] in q for q in asked]
+            assert with_line == ([True] * len(asked) if instruction == "every_turn" else [True] + [False] * (len(asked) - 1))
+
+
+def test_short_answer_turns_validated() -> None:
+    with pytest.raises(ValueError, match="short_answer_turns"):
+        WorldConfig(short_answer_turns=(5, 3))

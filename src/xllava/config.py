@@ -36,6 +36,18 @@ class WorldConfig(Strict):
     eval_questions_per_type: int = 60
     # short-answer training questions per train scene per language (the VQA part of the stage-2 mix)
     train_questions_per_scene: int = 6
+    # turns per short-answer training record (min, max): more turns share one image's tokens
+    short_answer_turns: tuple[int, int] = (3, 6)
+    # the one-word instruction on every question (LLaVA-1.5's VQA data) or on each record's first
+    # question only: the answer style is set once, and the turns after it cost ~40% fewer tokens
+    short_answer_instruction: Literal["every_turn", "first_turn"] = "every_turn"
+
+    @model_validator(mode="after")
+    def _turns_in_order(self) -> WorldConfig:
+        low, high = self.short_answer_turns
+        if not 1 <= low <= high:
+            raise ValueError(f"short_answer_turns must be (min, max) with 1 <= min <= max, got {self.short_answer_turns}")
+        return self
 
 
 # ---------------------------------------------------------------- model
@@ -102,6 +114,10 @@ class TowerConfig(Strict):
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
+    # scenes generated and rendered in memory for this stage only, on top of the world's train
+    # scenes (CLIP saw millions of images; a tower that learns relationships from 1,200 memorises
+    # them). Drawn from their own seed stream; none has the content of an eval scene.
+    extra_scenes: int = 0
 
 
 class LoraConfig(Strict):

@@ -106,7 +106,7 @@ class Pipeline:
         from xllava.train.tower import pretrain_tower
 
         return pretrain_tower(
-            self.recipe.model.vision, self.recipe.tower, self.run_dir / "world", stage_dir, self.recipe.world.grid_size
+            self.recipe.model.vision, self.recipe.tower, self.run_dir / "world", stage_dir, self.recipe.world
         )
 
     def stage_datagen(self, stage_dir: Path) -> dict:

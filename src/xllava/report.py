@@ -147,8 +147,10 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
         f = tower["figures"]
         probe = ", ".join(f"{k} {v:.1%}" for k, v in f["held_out_probe_accuracy"].items())
         lines += ["## Vision tower pretraining (stand-in for CLIP)", "",
-                  f"{f['steps']} steps on the world's train scenes, loss {f['first_loss']:.3f} → {f['final_loss']:.3f}; "
-                  f"linear-probe accuracy on held-out scenes: {probe}. The probes are discarded.", ""]
+                  f"{f['steps']} steps on {f.get('train_images', 'the world train')} images (the world's train "
+                  f"scenes plus any generated for this stage), loss {f['first_loss']:.3f} → {f['final_loss']:.3f}; "
+                  f"linear-probe accuracy on held-out scenes: {probe} (relations: every relationship bit of a cell "
+                  "right). The probes are discarded.", ""]
 
     if plot_losses(run_dir, out_dir / "loss_curve.png"):
         lines += ["## Loss", "", "![loss curve](loss_curve.png)", ""]

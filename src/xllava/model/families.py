@@ -66,6 +66,9 @@ class Family:
     bos_token: str | None
     eos_token: str
     pad_token: str
+    # the plain text the template writes around messages (role names, markers). A from-scratch
+    # tokenizer learns it as if it were language: unseen, "assistant" costs 9 byte tokens per turn
+    frame_text: str = ""
 
 
 FAMILIES: dict[str, Family] = {
@@ -78,6 +81,7 @@ FAMILIES: dict[str, Family] = {
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
+        frame_text="system\nuser\nassistant\n",
     ),
     # Llama-2 and the X-LLaVA paper's base (Llama-2-13B with an expanded vocabulary)
     "llama2": Family(
@@ -88,6 +92,7 @@ FAMILIES: dict[str, Family] = {
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<unk>",
+        frame_text="[INST] <<SYS>>\n\n<</SYS>>\n\n [/INST] ",
     ),
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -82,10 +82,18 @@ def train_byte_bpe(texts: Iterable[str], vocab_size: int, special_tokens: list[s
     return tok
 
 
+def _framed(texts: Iterable[str], frame: str) -> Iterator[str]:
+    """Every text followed by the chat frame, so the frame's words are as frequent as the texts."""
+    for text in texts:
+        yield text
+        if frame:
+            yield frame
+
+
 def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Path:
     family = get_family(cfg.family)
     specials = list(dict.fromkeys([*family.special_tokens, family.pad_token, family.eos_token]))
-    tok = train_byte_bpe(texts, cfg.scratch.vocab_size, specials)
+    tok = train_byte_bpe(_framed(texts, family.frame_text), cfg.scratch.vocab_size, specials)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=family.bos_token,

@@ -106,7 +106,8 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
             records += mvif_records(scene, task, image, cfg.languages, _rng(cfg, scene.scene_id, task))
         if scene.scene_id in by_scene:
             rng = _rng(cfg, scene.scene_id, "short_answer")
-            records += short_answer_records(scene, by_scene[scene.scene_id], image, cfg.languages, rng)
+            records += short_answer_records(scene, by_scene[scene.scene_id], image, cfg.languages, rng,
+                                            cfg.short_answer_turns, cfg.short_answer_instruction)
     return records
 
 

@@ -228,8 +228,11 @@ def mvif_records(scene: Scene, task: str, image: str, languages: list[str], rng:
 
 
 def short_answer_records(scene: Scene, questions: list[Question], image: str, languages: list[str],
-                         rng: random.Random, min_turns: int = 3, max_turns: int = 6) -> list[dict]:
-    """Pack the scene's short-answer questions into multi-turn records of min..max turns."""
+                         rng: random.Random, turns: tuple[int, int] = (3, 6),
+                         instruction: str = "every_turn") -> list[dict]:
+    """Pack the scene's short-answer questions into multi-turn records of turns[0]..turns[1] turns;
+    the one-word instruction goes on every question or (instruction="first_turn") on the first."""
+    min_turns, max_turns = turns
     questions = list(questions)
     rng.shuffle(questions)
     chunks: list[list[Question]] = []
@@ -239,8 +242,13 @@ def short_answer_records(scene: Scene, questions: list[Question], image: str, la
             size = len(questions) if len(questions) <= max_turns else len(questions) - min_turns
         chunks.append(questions[:size])
         questions = questions[size:]
+
+    def rendered(chunk: list[Question], lang: str) -> list[tuple[str, str]]:
+        return [render_question(q, scene, lang, instruction=instruction == "every_turn" or j == 0)
+                for j, q in enumerate(chunk)]
+
     return [
-        _record(scene, image, "short_answer", lang, [render_question(q, scene, lang) for q in chunk], tag=str(i))
+        _record(scene, image, "short_answer", lang, rendered(chunk, lang), tag=str(i))
         for i, chunk in enumerate(chunks)
         for lang in languages
     ]

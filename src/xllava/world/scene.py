@@ -103,6 +103,8 @@ def direction(a: SceneObject, b: SceneObject) -> str | None:
 
 
 _PREDICATE = {"left": "left of", "right": "right of", "above": "above", "below": "below"}
+# every predicate a scene graph holds, in a fixed order (the tower's relationship probe indexes it)
+PREDICATES = (*_PREDICATE.values(), "next to", "bigger than")
 
 
 def derive_relations(objects: list[SceneObject]) -> list[Relation]:
