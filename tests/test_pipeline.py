@@ -19,7 +19,7 @@ def test_run_writes_every_stage(fast_run: Path) -> None:
     assert align["trained"] == {"projector": "full", "vision_tower": "frozen", "llm": "full"}
     assert "tower stage" in align["vision_tower"]
     tower = json.loads((fast_run / "tower" / "manifest.json").read_text())["figures"]
-    assert set(tower["held_out_probe_accuracy"]) == {"kind", "colour", "size", "cell", "time_of_day", "weather"}
+    assert set(tower["held_out_probe_accuracy"]) == {"kind", "colour", "size", "cell", "time_of_day", "weather", "relations"}
     assert (fast_run / "tower" / "model" / "config.json").exists()
     instruct = json.loads((fast_run / "instruct" / "manifest.json").read_text())
     assert instruct["figures"]["trained"]["vision_tower"] == "frozen"
