@@ -82,15 +82,28 @@ def run_pipeline(
     if world_size() <= 1:
         return Pipeline(recipe, log=log).run(only=only, force=force)
     state = _state()
-    if not state.is_main_process:
-        follow(recipe)
-        return None
-    leader = LeaderPipeline(recipe, log=log)
     try:
-        results = leader.run(only=only, force=force)
-    except BaseException:
-        if not leader.training:  # the others wait in a broadcast: release them
-            _broadcast(FAILED)
-        raise
-    _broadcast(DONE)
-    return results
+        if not state.is_main_process:
+            follow(recipe)
+            return None
+        leader = LeaderPipeline(recipe, log=log)
+        try:
+            results = leader.run(only=only, force=force)
+        except BaseException:
+            if not leader.training:  # the others wait in a broadcast: release them
+                _broadcast(FAILED)
+            raise
+        _broadcast(DONE)
+        return results
+    finally:
+        _leave()
+
+
+def _leave() -> None:
+    """Tear the process group down before the interpreter exits: left to exit handlers, gloo's worker
+    threads were sometimes still joinable and the process aborted ("terminate called without an active
+    exception", exit -6) after all work was written."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
