@@ -43,6 +43,7 @@ SCENE_FIELDS = {"time_of_day": list(TIMES), "weather": list(WEATHERS)}
 # features it stayed at chance (25%) through 1,000 steps of relation questions alone.
 RELATIONS = "relations"
 RELATION_BITS = [(predicate, kind) for predicate in PREDICATES for kind in KINDS]
+_RELATION_BIT = {bit: i for i, bit in enumerate(RELATION_BITS)}
 
 
 @dataclass
@@ -64,7 +65,7 @@ def scene_labels(graphs: list[dict], grid: int) -> Labels:
                 cells[f][i, cell] = values.index(obj[f])
         for rel in g["relations"]:
             subject, other = objects[rel["subject"]], objects[rel["object"]]
-            bit = RELATION_BITS.index((rel["predicate"], other["kind"]))
+            bit = _RELATION_BIT[rel["predicate"], other["kind"]]
             relations[i, subject["row"] * grid + subject["col"], bit] = 1.0
         for f, values in SCENE_FIELDS.items():
             scene[f][i] = values.index(g["atmosphere"][f])

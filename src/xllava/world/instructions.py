@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from functools import partial
+from typing import Literal
 
 from xllava.world import phrases as P
 from xllava.world.korean import josa, nfc
@@ -229,7 +230,7 @@ def mvif_records(scene: Scene, task: str, image: str, languages: list[str], rng:
 
 def short_answer_records(scene: Scene, questions: list[Question], image: str, languages: list[str],
                          rng: random.Random, turns: tuple[int, int] = (3, 6),
-                         instruction: str = "every_turn") -> list[dict]:
+                         instruction: Literal["every_turn", "first_turn"] = "every_turn") -> list[dict]:
     """Pack the scene's short-answer questions into multi-turn records of turns[0]..turns[1] turns;
     the one-word instruction goes on every question or (instruction="first_turn") on the first."""
     min_turns, max_turns = turns
