@@ -277,3 +277,31 @@ def test_short_answer_packing(instruction: str) -> None:
 def test_short_answer_turns_validated() -> None:
     with pytest.raises(ValueError, match="short_answer_turns"):
         WorldConfig(short_answer_turns=(5, 3))
+
+
+def test_train_question_mix_shifts_the_types() -> None:
+    from xllava.world.build import generate_scenes, instruct_records
+
+    def english_questions(cfg: WorldConfig) -> Counter:
+        train, _ = generate_scenes(cfg)
+        asked = Counter()
+        for r in instruct_records(train, cfg):
+            if r["task"] == "short_answer" and r["lang"] == "en":
+                for turn in r["conversations"][0::2]:
+                    text = turn["value"]
+                    asked["relation"] += "relative to" in text
+                    asked["atmosphere"] += "time of day" in text or "weather" in text
+                    asked["all"] += 1
+        return asked
+
+    even = english_questions(SMALL)
+    mixed = english_questions(SMALL.model_copy(update={"train_question_mix": {"atmosphere": 0, "relation": 3}}))
+    assert even["atmosphere"] > 0 and mixed["atmosphere"] == 0
+    # 3 shares of 8 instead of 1 of 6 (less what a scene cannot ask twice)
+    assert mixed["relation"] > 1.6 * even["relation"]
+
+
+@pytest.mark.parametrize("mix", [{"colour": -1.0}, {"shape": 1.0}, dict.fromkeys(CATEGORIES, 0.0)])
+def test_train_question_mix_validated(mix: dict) -> None:
+    with pytest.raises(ValueError, match="train_question_mix"):
+        WorldConfig(train_question_mix=mix)

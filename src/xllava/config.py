@@ -41,13 +41,28 @@ class WorldConfig(Strict):
     # the one-word instruction on every question (LLaVA-1.5's VQA data) or on each record's first
     # question only: the answer style is set once, and the turns after it cost ~40% fewer tokens
     short_answer_instruction: Literal["every_turn", "first_turn"] = "every_turn"
+    # relative share of each question type among the training questions (types left out weigh 1):
+    # a type learned in a few hundred steps (atmosphere) can give its share to a slow one (relation)
+    train_question_mix: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _turns_in_order(self) -> WorldConfig:
         low, high = self.short_answer_turns
         if not 1 <= low <= high:
             raise ValueError(f"short_answer_turns must be (min, max) with 1 <= min <= max, got {self.short_answer_turns}")
+        from xllava.world.questions import CATEGORIES  # the world imports this module
+
+        unknown = sorted(set(self.train_question_mix) - set(CATEGORIES))
+        if unknown:
+            raise ValueError(f"train_question_mix: unknown question types {unknown}; known: {list(CATEGORIES)}")
+        if any(w < 0 for w in self.train_question_mix.values()) or not any(self.question_weights().values()):
+            raise ValueError(f"train_question_mix: weights must be >= 0 and not all 0, got {self.train_question_mix}")
         return self
+
+    def question_weights(self) -> dict[str, float]:
+        from xllava.world.questions import CATEGORIES
+
+        return {c: float(self.train_question_mix.get(c, 1.0)) for c in CATEGORIES}
 
 
 # ---------------------------------------------------------------- model

@@ -9,6 +9,7 @@ content equals any train scene is redrawn.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -90,9 +91,12 @@ def bench_records(scenes: list[Scene], cfg: WorldConfig) -> dict[str, list[dict]
 
 
 def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
-    per_category = -(-cfg.n_train_scenes * cfg.train_questions_per_scene // len(CATEGORIES))
+    weights = cfg.question_weights()
+    total = cfg.n_train_scenes * cfg.train_questions_per_scene
+    # rounded first so that equal weights give exactly ceil(total / types), as before the mix existed
+    per_category = {c: math.ceil(round(total * w / sum(weights.values()), 6)) for c, w in weights.items()}
     by_scene: dict[str, list[Question]] = {}
-    if per_category > 0:
+    if total > 0:
         seen: set[tuple[str, str, str]] = set()
         for q in sample_balanced(scenes, per_category, _rng(cfg, "train-questions")):
             key = (q.scene_id, q.category, json.dumps(q.query, sort_keys=True))

@@ -123,11 +123,12 @@ def render_question(q: Question, scene: Scene, lang: str, instruction: bool = Tr
     return nfc(text), nfc(answer_word(q.answer, lang))
 
 
-def sample_balanced(scenes: list[Scene], per_category: int, rng: random.Random,
+def sample_balanced(scenes: list[Scene], per_category: int | dict[str, int], rng: random.Random,
                     categories: tuple[str, ...] = CATEGORIES) -> list[Question]:
-    """`per_category` questions of each category with answers cycled uniformly over every value the
-    scenes can supply (and, within an answer, over its variants). Questions are drawn without
-    replacement while the pool lasts, then reused, so tiny worlds still work."""
+    """`per_category` questions of each category (one count for all, or a count per category) with
+    answers cycled uniformly over every value the scenes can supply (and, within an answer, over its
+    variants). Questions are drawn without replacement while the pool lasts, then reused, so tiny
+    worlds still work."""
     pools: dict[tuple[str, str, str], list[Question]] = {}
     for scene in scenes:
         for q in candidates(scene):
@@ -141,7 +142,8 @@ def sample_balanced(scenes: list[Scene], per_category: int, rng: random.Random,
         variants = {a: sorted(v for c, aa, v in pools if c == category and aa == a) for a in answers}
         turn = dict.fromkeys(answers, 0)
         cycle: list[str] = []
-        for _ in range(per_category):
+        wanted = per_category if isinstance(per_category, int) else per_category.get(category, 0)
+        for _ in range(wanted):
             if not cycle:
                 cycle = list(answers)
                 rng.shuffle(cycle)
