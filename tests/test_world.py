@@ -111,7 +111,9 @@ def test_layout_and_counts(world: tuple[Path, dict], scenes: dict[str, Scene]) -
         assert Counter(r["category"] for r in rows) == dict.fromkeys(CATEGORIES, cfg.eval_questions_per_type)
     assert summary["counts"]["captions.jsonl"] == cfg.n_train_scenes * len(cfg.languages)
     n_instruct = summary["counts"]["instruct.jsonl"]
-    assert 2 * cfg.n_train_scenes * 3 <= n_instruct <= 5 * cfg.n_train_scenes * 3
+    # per scene and language: two mvif records, and its short answers in records of independent turns
+    # (questions about the same kind go to different records)
+    assert 3 * cfg.n_train_scenes * 3 <= n_instruct <= 8 * cfg.n_train_scenes * 3
     assert json.loads((out / "world.json").read_text(encoding="utf-8"))["counts"] == summary["counts"]
     image = render(next(iter(scenes.values())), cfg.image_size)
     assert image.size == (cfg.image_size, cfg.image_size) and image.mode == "RGB"
@@ -305,3 +307,44 @@ def test_train_question_mix_shifts_the_types() -> None:
 def test_train_question_mix_validated(mix: dict) -> None:
     with pytest.raises(ValueError, match="train_question_mix"):
         WorldConfig(train_question_mix=mix)
+
+
+def test_training_questions_spread_evenly_over_scenes() -> None:
+    """Every scene gets about the same number of questions, so its conversations have about the
+    same length (uniform draws left some scenes with 1 question and others with 14)."""
+    from xllava.world.build import generate_scenes
+    from xllava.world.questions import sample_balanced
+
+    cfg = SMALL.model_copy(update={"n_train_scenes": 400})
+    train, _ = generate_scenes(cfg)
+    def per_scene(spread: bool) -> list[int]:
+        drawn = sample_balanced(train, 9 * len(train) // len(CATEGORIES), random.Random(0), spread=spread)
+        asked = Counter(q.scene_id for q in drawn)
+        return sorted(asked[s.scene_id] for s in train)
+
+    even, uniform = per_scene(True), per_scene(False)
+    assert even[len(even) // 20] >= 7 and even[-len(even) // 20] <= 11, even
+    assert uniform[len(uniform) // 20] < 7 and uniform[-len(uniform) // 20] > 11, uniform
+
+
+def test_independent_turns_never_share_a_kind() -> None:
+    from xllava.world.instructions import short_answer_records
+    from xllava.world.lexicon import SHORT_ANSWER_INSTRUCTION
+    from xllava.world.questions import candidates, kinds_involved, render_question
+
+    rng = random.Random(5)
+    scene = next(s for s in (generate_scene(rng, WorldConfig()) for _ in range(50)) if len(candidates(s)) >= 30)
+    questions = candidates(scene)[:30]
+    by_text = {render_question(q, scene, "en", instruction=False)[0]: q for q in questions}
+    records = short_answer_records(scene, questions, "img.png", ["en"], random.Random(0), (1, 6),
+                                   "first_turn", independent_turns=True)
+    asked: list = []
+    for r in records:
+        lines = [[ln for ln in t["value"].split("\n") if ln not in ("<image>", SHORT_ANSWER_INSTRUCTION["en"])]
+                 for t in r["conversations"][0::2]]
+        turns = [by_text[ln[0]] for ln in lines]
+        assert len(turns) <= 6
+        kinds = [kinds_involved(q) for q in turns]
+        assert all(not (a & b) for j, a in enumerate(kinds) for b in kinds[j + 1:]), r["conversations"]
+        asked += turns
+    assert sorted(map(id, asked)) == sorted(map(id, questions))

@@ -41,6 +41,13 @@ class WorldConfig(Strict):
     # the one-word instruction on every question (LLaVA-1.5's VQA data) or on each record's first
     # question only: the answer style is set once, and the turns after it cost ~40% fewer tokens
     short_answer_instruction: Literal["every_turn", "first_turn"] = "every_turn"
+    # no two turns of a record about the same object kind: otherwise answers can be copied from the
+    # turns before them ("Is there a red ball?" ... "What colour is the ball?"), and a small model
+    # learns that instead of looking (held-out colour stayed at chance; README, "Measured figures")
+    short_answer_independent_turns: bool = True
+    # about the same number of training questions per scene (so records of about the same length
+    # and little padding in random batches) instead of questions drawn uniformly from the pools
+    spread_questions_over_scenes: bool = True
     # relative share of each question type among the training questions (types left out weigh 1):
     # a type learned in a few hundred steps (atmosphere) can give its share to a slow one (relation)
     train_question_mix: dict[str, float] = {}

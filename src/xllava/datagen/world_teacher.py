@@ -159,7 +159,8 @@ class WorldTeacher:
                 rng = random.Random(f"world-teacher/{self.cfg.seed}/{scene.scene_id}/short_answer")
                 questions = sample_balanced([scene], 1, rng)
                 records = short_answer_records(scene, questions, image, languages, rng, self.cfg.short_answer_turns,
-                                               self.cfg.short_answer_instruction)
+                                               self.cfg.short_answer_instruction,
+                                               self.cfg.short_answer_independent_turns)
             return {"conversations": _conversations(records)}
         raise ResponderError(400, f"unknown task type {task!r}")
 

@@ -98,7 +98,8 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
     by_scene: dict[str, list[Question]] = {}
     if total > 0:
         seen: set[tuple[str, str, str]] = set()
-        for q in sample_balanced(scenes, per_category, _rng(cfg, "train-questions")):
+        for q in sample_balanced(scenes, per_category, _rng(cfg, "train-questions"),
+                                  spread=cfg.spread_questions_over_scenes):
             key = (q.scene_id, q.category, json.dumps(q.query, sort_keys=True))
             if key not in seen:  # a reused question never appears twice in one scene's records
                 seen.add(key)
@@ -111,7 +112,8 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
         if scene.scene_id in by_scene:
             rng = _rng(cfg, scene.scene_id, "short_answer")
             records += short_answer_records(scene, by_scene[scene.scene_id], image, cfg.languages, rng,
-                                            cfg.short_answer_turns, cfg.short_answer_instruction)
+                                            cfg.short_answer_turns, cfg.short_answer_instruction,
+                                            cfg.short_answer_independent_turns)
     return records
 
 

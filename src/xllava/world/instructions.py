@@ -17,7 +17,7 @@ from typing import Literal
 from xllava.world import phrases as P
 from xllava.world.korean import josa, nfc
 from xllava.world.lexicon import COLOURS, DIRECTIONS, KINDS, LIGHTS, POSITIONS, SIZES, TIMES, WEATHERS
-from xllava.world.questions import Question, render_question
+from xllava.world.questions import Question, kinds_involved, render_question
 from xllava.world.scene import Scene, SceneObject, direction
 
 Turn = Callable[[str], tuple[str, str]]  # lang -> (human text, gpt text)
@@ -230,13 +230,31 @@ def mvif_records(scene: Scene, task: str, image: str, languages: list[str], rng:
 
 def short_answer_records(scene: Scene, questions: list[Question], image: str, languages: list[str],
                          rng: random.Random, turns: tuple[int, int] = (3, 6),
-                         instruction: Literal["every_turn", "first_turn"] = "every_turn") -> list[dict]:
+                         instruction: Literal["every_turn", "first_turn"] = "every_turn",
+                         independent_turns: bool = False) -> list[dict]:
     """Pack the scene's short-answer questions into multi-turn records of turns[0]..turns[1] turns;
-    the one-word instruction goes on every question or (instruction="first_turn") on the first."""
+    the one-word instruction goes on every question or (instruction="first_turn") on the first.
+
+    independent_turns: no two turns of a record involve the same object kind, so no answer can be
+    read off the conversation before it (records then hold up to turns[1] turns, as many as the
+    scene's kinds allow). Packed freely, a model learned to copy "red" from "Is there a red ball?"
+    into "What colour is the ball?", and never to look: held-out colour stayed at chance."""
     min_turns, max_turns = turns
     questions = list(questions)
     rng.shuffle(questions)
     chunks: list[list[Question]] = []
+    if independent_turns:
+        used: list[set[str]] = []
+        for q in questions:  # first fit: the first record with room and none of the question's kinds
+            kinds = kinds_involved(q)
+            slot = next((i for i, c in enumerate(chunks) if len(c) < max_turns and not kinds & used[i]), None)
+            if slot is None:
+                chunks.append([])
+                used.append(set())
+                slot = len(chunks) - 1
+            chunks[slot].append(q)
+            used[slot] |= kinds
+        questions = []
     while questions:
         size = rng.randint(min_turns, max_turns)
         if len(questions) - size < min_turns:  # never leave a tail shorter than min_turns behind

@@ -9,6 +9,7 @@ value is equally frequent: a model cannot score by guessing the majority answer.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from xllava.world import phrases as P
@@ -17,6 +18,7 @@ from xllava.world.lexicon import COLOURS, KINDS, SHORT_ANSWER_INSTRUCTION, answe
 from xllava.world.scene import Scene, direction
 
 CATEGORIES = ("colour", "kind_at", "relation", "count", "exists", "atmosphere")
+_CHOICES = 8  # candidates per draw when spreading questions over scenes
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,18 @@ def candidates(scene: Scene) -> list[Question]:
     out.append(Question(sid, "atmosphere", scene.atmosphere.time_of_day, {"aspect": "time"}))
     out.append(Question(sid, "atmosphere", scene.atmosphere.weather, {"aspect": "weather"}))
     return out
+
+
+def kinds_involved(q: Question) -> frozenset[str]:
+    """The object kinds a question names or has as its answer. Two turns of one conversation that
+    share a kind can give each other away: "Where is the red ball relative to the cup?" answers a
+    later "What colour is the ball?" without a look at the image."""
+    k = q.query
+    if q.category == "relation":
+        return frozenset((k["subject"], k["reference"]))
+    if q.category == "kind_at":
+        return frozenset((q.answer,))
+    return frozenset((k["kind"],)) if "kind" in k else frozenset()
 
 
 def answer_of(q: Question, scene: Scene) -> str:
@@ -124,17 +138,18 @@ def render_question(q: Question, scene: Scene, lang: str, instruction: bool = Tr
 
 
 def sample_balanced(scenes: list[Scene], per_category: int | dict[str, int], rng: random.Random,
-                    categories: tuple[str, ...] = CATEGORIES) -> list[Question]:
+                    categories: tuple[str, ...] = CATEGORIES, spread: bool = False) -> list[Question]:
     """`per_category` questions of each category (one count for all, or a count per category) with
     answers cycled uniformly over every value the scenes can supply (and, within an answer, over its
     variants). Questions are drawn without replacement while the pool lasts, then reused, so tiny
-    worlds still work."""
+    worlds still work. `spread` evens out the number of questions per scene."""
     pools: dict[tuple[str, str, str], list[Question]] = {}
     for scene in scenes:
         for q in candidates(scene):
             pools.setdefault((q.category, q.answer, q.variant), []).append(q)
     spare = {key: list(pool) for key, pool in pools.items()}  # refills once a pool runs dry
     out: list[Question] = []
+    asked: Counter[str] = Counter()
     for category in categories:
         answers = sorted({a for c, a, _ in pools if c == category})
         if not answers:
@@ -154,7 +169,15 @@ def sample_balanced(scenes: list[Scene], per_category: int | dict[str, int], rng
             pool = pools[key]
             if not pool:
                 pool.extend(spare[key])
-            i = rng.randrange(len(pool))
-            pool[i], pool[-1] = pool[-1], pool[i]  # O(1) removal of a random element
+            if spread:
+                # of a few random candidates, the one whose scene has been asked least: every scene then
+                # gets about the same number of questions, its records the same length, and random
+                # batches little padding (drawn uniformly, 10-turn records came out 1 to 10 turns long)
+                picks = rng.sample(range(len(pool)), min(_CHOICES, len(pool)))
+                i = min(picks, key=lambda j: asked[pool[j].scene_id])
+            else:
+                i = rng.randrange(len(pool))
+            pool[i], pool[-1] = pool[-1], pool[i]  # O(1) removal
             out.append(pool.pop())
+            asked[out[-1].scene_id] += 1
     return out
