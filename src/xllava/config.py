@@ -57,6 +57,10 @@ class WorldConfig(Strict):
         low, high = self.short_answer_turns
         if not 1 <= low <= high:
             raise ValueError(f"short_answer_turns must be (min, max) with 1 <= min <= max, got {self.short_answer_turns}")
+        return self
+
+    @model_validator(mode="after")
+    def _mix_known(self) -> WorldConfig:
         from xllava.world.questions import CATEGORIES  # the world imports this module
 
         unknown = sorted(set(self.train_question_mix) - set(CATEGORIES))

@@ -228,6 +228,32 @@ def mvif_records(scene: Scene, task: str, image: str, languages: list[str], rng:
     return [_record(scene, image, task, lang, [t(lang) for t in turns]) for lang in languages]
 
 
+def _sized_chunks(questions: list[Question], turns: tuple[int, int], rng: random.Random) -> list[list[Question]]:
+    min_turns, max_turns = turns
+    chunks: list[list[Question]] = []
+    while questions:
+        size = rng.randint(min_turns, max_turns)
+        if len(questions) - size < min_turns:  # never leave a tail shorter than min_turns behind
+            size = len(questions) if len(questions) <= max_turns else len(questions) - min_turns
+        chunks.append(questions[:size])
+        questions = questions[size:]
+    return chunks
+
+
+def _independent_chunks(questions: list[Question], max_turns: int) -> list[list[Question]]:
+    """First fit: each question joins the first record with room and none of its kinds."""
+    chunks: list[tuple[list[Question], set[str]]] = []
+    for q in questions:
+        kinds = kinds_involved(q)
+        chunk = next((c for c in chunks if len(c[0]) < max_turns and not kinds & c[1]), None)
+        if chunk is None:
+            chunk = ([], set())
+            chunks.append(chunk)
+        chunk[0].append(q)
+        chunk[1].update(kinds)
+    return [turns for turns, _ in chunks]
+
+
 def short_answer_records(scene: Scene, questions: list[Question], image: str, languages: list[str],
                          rng: random.Random, turns: tuple[int, int] = (3, 6),
                          instruction: Literal["every_turn", "first_turn"] = "every_turn",
@@ -239,28 +265,9 @@ def short_answer_records(scene: Scene, questions: list[Question], image: str, la
     read off the conversation before it (records then hold up to turns[1] turns, as many as the
     scene's kinds allow). Packed freely, a model learned to copy "red" from "Is there a red ball?"
     into "What colour is the ball?", and never to look: held-out colour stayed at chance."""
-    min_turns, max_turns = turns
     questions = list(questions)
     rng.shuffle(questions)
-    chunks: list[list[Question]] = []
-    if independent_turns:
-        used: list[set[str]] = []
-        for q in questions:  # first fit: the first record with room and none of the question's kinds
-            kinds = kinds_involved(q)
-            slot = next((i for i, c in enumerate(chunks) if len(c) < max_turns and not kinds & used[i]), None)
-            if slot is None:
-                chunks.append([])
-                used.append(set())
-                slot = len(chunks) - 1
-            chunks[slot].append(q)
-            used[slot] |= kinds
-        questions = []
-    while questions:
-        size = rng.randint(min_turns, max_turns)
-        if len(questions) - size < min_turns:  # never leave a tail shorter than min_turns behind
-            size = len(questions) if len(questions) <= max_turns else len(questions) - min_turns
-        chunks.append(questions[:size])
-        questions = questions[size:]
+    chunks = _independent_chunks(questions, turns[1]) if independent_turns else _sized_chunks(questions, turns, rng)
 
     def rendered(chunk: list[Question], lang: str) -> list[tuple[str, str]]:
         return [render_question(q, scene, lang, instruction=instruction == "every_turn" or j == 0)
