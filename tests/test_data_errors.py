@@ -87,7 +87,7 @@ def test_bad_sample_in_pipeline_keeps_finished_stages(tmp_path: Path) -> None:
     from tests.conftest import fast_recipe
     from xllava.pipeline import Pipeline
 
-    recipe = fast_recipe(tmp_path, "stages=[world, datagen, align, instruct]")
+    recipe = fast_recipe(tmp_path, "stages=[world, datagen, align, instruct]", "model.projector_init=random")
     pipe = Pipeline(recipe, log=lambda _: None)
     Pipeline(recipe.model_copy(update={"stages": ["world", "datagen", "align"]}), log=lambda _: None).run()
     align_manifest = (tmp_path / "align" / "manifest.json").read_text()

@@ -233,6 +233,12 @@ def test_derive_is_independent_of_completion_order(tmp_path, world):
     assert first["conversations"][0]["value"].startswith("<image>\n")
     assert (tmp_path / "out" / first["image"]).resolve() == (world / "images" / "w000000.png").resolve()
     assert {"id", "image", "conversations", "lang", "task", "teacher"} <= set(first)
+    # image after the question: the same records, the placeholder moved to the end of the first turn
+    derive_training_set(tmp_path / "store.jsonl", tmp_path / "last" / "mvif.jsonl", world, image_first=False)
+    last = json.loads((tmp_path / "last" / "mvif.jsonl").read_text().splitlines()[0])
+    question = first["conversations"][0]["value"].removeprefix("<image>\n")
+    assert last["conversations"][0]["value"] == question + "\n<image>"
+    assert last["conversations"][1:] == first["conversations"][1:]
 
 
 def test_images_go_as_data_urls_resized_only_above_the_caps(tmp_path, world):

@@ -85,3 +85,31 @@ def test_partial_predictions_resume(fast_run: Path, tmp_path: Path) -> None:
     assert resumed[: len(kept)] == kept  # nothing already written is lost or redone
     assert len(resumed) == len(lines)
     assert again == full
+
+
+def test_projector_starts_from_the_tower_readout(fast_run: Path) -> None:
+    """The tiny recipe's projector_init=tower_readout: the first rows of the assembled projector's first
+    layer are the tower's readout probes times one common scale; the rows past them stay random."""
+    import pytest
+    import torch
+    from safetensors.torch import load_file
+
+    from xllava.config import VisionConfig
+    from xllava.model.assemble import _projector_from_readout, load_llava
+    from xllava.model.towers import READOUT_FILE
+
+    readout = load_file(str(fast_run / "tower" / "model" / READOUT_FILE))
+    model, _ = load_llava(fast_run / "base" / "llava")
+    linear = model.model.multi_modal_projector.linear_1.requires_grad_(False)
+    rows = len(readout["weight"])
+    assert rows < linear.out_features
+    ratio = linear.weight[:rows] / readout["weight"]
+    scale = ratio.flatten()[0]
+    assert scale > 0 and torch.allclose(ratio, torch.full_like(ratio, float(scale)), rtol=1e-4)
+    assert torch.allclose(linear.bias[:rows], readout["bias"] * scale, rtol=1e-4, atol=1e-6)
+    # the rest is the random init: no row of it is a multiple of a probe row
+    rest = torch.nn.functional.normalize(linear.weight[rows:], dim=1)
+    probes = torch.nn.functional.normalize(readout["weight"], dim=1)
+    assert (rest @ probes.T).abs().max() < 0.9
+    with pytest.raises(FileNotFoundError, match="readout_probes"):
+        _projector_from_readout(model, VisionConfig())

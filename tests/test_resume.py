@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _command(run_dir: Path) -> list[str]:
-    sets = [*FAST, f"output_dir={run_dir}", "stages=[world, datagen, align, instruct]",
+    sets = [*FAST, f"output_dir={run_dir}", "stages=[world, datagen, align, instruct]", "model.projector_init=random",
             "instruct.max_steps=40", "instruct.save_steps=4", "instruct.logging_steps=1"]
     args = [sys.executable, "-m", "xllava.cli", "run", str(TINY)]
     for s in sets:

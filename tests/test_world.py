@@ -12,12 +12,12 @@ import pytest
 
 from xllava.config import WorldConfig
 from xllava.world import build_world
-from xllava.world.captions import N_VARIANTS, caption
+from xllava.world.captions import N_VARIANTS, caption, object_first_caption
 from xllava.world.korean import final_consonant, josa, particle
-from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS, answer_word
+from xllava.world.lexicon import COLOURS, EN_NUMBERS, KINDS, POSITIONS, SIZES, TIMES, WEATHERS, answer_word
 from xllava.world.questions import CATEGORIES, Question, answer_of, candidates
 from xllava.world.render import render
-from xllava.world.scene import Scene, generate_scene
+from xllava.world.scene import Scene, direction, generate_scene
 
 SMALL = WorldConfig(n_train_scenes=80, n_eval_scenes=40, eval_questions_per_type=12, train_questions_per_scene=4)
 
@@ -191,6 +191,39 @@ def test_captions_mention_everything(world: tuple[Path, dict], scenes: dict[str,
             assert text.count(phrase) >= n, (phrase, text)
 
 
+def test_object_first_captions_name_the_kind_before_its_attributes() -> None:
+    """Every attribute follows its object's kind word, and a relation's direction word follows both
+    objects: the caption can only be predicted by looking objects up by kind."""
+    rng = random.Random(3)
+    seen_relation = False
+    for i in range(40):
+        scene = generate_scene(random.Random(i), WorldConfig())
+        en = object_first_caption(scene, "en", rng)
+        for o in scene.objects:
+            if scene.unique_of_kind(o.kind):
+                assert f"The {o.kind} is {o.size} and {o.colour}, {POSITIONS[o.row][o.col].en_phrase}." in en, en
+            else:
+                n = scene.count(o.kind)
+                assert f"There are {EN_NUMBERS[n]} {KINDS[o.kind].en_plural}: " in en, en
+                assert f"a {o.size} {o.colour} one {POSITIONS[o.row][o.col].en_phrase}" in en, en
+        for a in scene.objects:
+            for b in scene.objects:
+                sentence = f"Seen from the {b.kind}, the {a.kind} is "
+                if sentence in en:
+                    seen_relation = True
+                    rest = en.split(sentence, 1)[1]
+                    assert rest.startswith({"left": "to the left", "right": "to the right", "above": "above",
+                                            "below": "below"}[direction(a, b)]), en
+        ko = object_first_caption(scene, "ko", rng)
+        for o in scene.objects:
+            if scene.unique_of_kind(o.kind):
+                topic = josa(KINDS[o.kind].ko, "은")
+                assert f"{topic} {POSITIONS[o.row][o.col].ko}에 있는 {SIZES[o.size].ko} {COLOURS[o.colour].ko_adj} {KINDS[o.kind].ko}" in ko, ko
+        zh = object_first_caption(scene, "zh", rng)
+        assert all(KINDS[o.kind].zh in zh for o in scene.objects)
+    assert seen_relation
+
+
 def test_caption_variants_are_distinct() -> None:
     scene = generate_scene(random.Random(0), WorldConfig())
     for lang in ("en", "ko", "zh"):
@@ -274,6 +307,26 @@ def test_short_answer_packing(instruction: str) -> None:
             asked = [c["value"] for c in r["conversations"][0::2]]
             with_line = [SHORT_ANSWER_INSTRUCTION[lang] in q for q in asked]
             assert with_line == ([True] * len(asked) if instruction == "every_turn" else [True] + [False] * (len(asked) - 1))
+
+
+def test_short_answer_image_after_the_question(tmp_path: Path) -> None:
+    """short_answer_image_first=False writes "question\n<image>"; the training loader then renders the
+    image after the question's text, and the other turns stay as they were."""
+    from xllava.train.data import parse_record
+    from xllava.world.instructions import short_answer_records
+    from xllava.world.questions import candidates
+
+    scene = generate_scene(random.Random(5), WorldConfig())
+    questions = candidates(scene)[:6]
+    before, after = (short_answer_records(scene, questions, "img.png", ["ko"], random.Random(0), (3, 3),
+                                          "first_turn", image_first=first) for first in (True, False))
+    (tmp_path / "img.png").write_bytes(b"")
+    for a, b in zip(before, after, strict=True):
+        assert b["conversations"][0]["value"] == a["conversations"][0]["value"].removeprefix("<image>\n") + "\n<image>"
+        assert b["conversations"][1:] == a["conversations"][1:]
+        sample = parse_record(b, tmp_path / "x.jsonl", 1, tmp_path)
+        assert [p["type"] for p in sample.messages[0]["content"]] == ["text", "image"]
+        assert "<image>" not in sample.messages[0]["content"][0]["text"]
 
 
 def test_short_answer_turns_validated() -> None:

@@ -82,7 +82,7 @@ def generate(
         summary = run_generate(cfg, image_root, out_dir, base, endpoint_id=endpoint, only_ids=only,
                                progress=progress)
     summary["training_set"] = derive_training_set(out_dir / cfg.store, out_dir / "mvif.jsonl", image_root,
-                                                  cfg.quality)
+                                                  cfg.quality, image_first=cfg.image_first)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     typer.echo(json.dumps(summary, indent=1, ensure_ascii=False))
 

@@ -108,6 +108,9 @@ class DatagenConfig(Strict):
     budget_usd: float | None = None  # hard stop: no request starts that could cross it
     retry_failed: bool = False  # request keys whose last record is a failure again
     store: str = "store.jsonl"  # relative to the output directory
+    # where the training records put the image: "<image>\nquestion" (LLaVA's usual order) or
+    # "question\n<image>" (then the image tokens see the question; the eval's image_first must match)
+    image_first: bool = True
     # the embedded world teacher's injected latency (seconds); 0 for the recipes, 0.2 for the bench
     world_teacher_latency_s: float = 0.0
 

@@ -19,10 +19,13 @@ from xllava.datagen.store import latest, read_records
 from xllava.world.korean import nfc
 
 
-def _conversations(turns: list[dict], lang: str) -> list[dict]:
+def _conversations(turns: list[dict], lang: str, image_first: bool = True) -> list[dict]:
     out = []
     for i, turn in enumerate(turns):
-        out.append({"from": "human", "value": nfc(("<image>\n" if i == 0 else "") + turn["question"][lang])})
+        question = turn["question"][lang]
+        if i == 0:
+            question = f"<image>\n{question}" if image_first else f"{question}\n<image>"
+        out.append({"from": "human", "value": nfc(question)})
         out.append({"from": "gpt", "value": nfc(turn["answer"][lang])})
     return out
 
@@ -33,9 +36,11 @@ def _order(record: dict) -> tuple:
 
 
 def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
-                        quality: QualityConfig | None = None, relative_to: Path | None = None) -> dict:
+                        quality: QualityConfig | None = None, relative_to: Path | None = None,
+                        image_first: bool = True) -> dict:
     """Write the LLaVA JSONL; image paths are relative to `relative_to` (default: the output folder),
-    so the training loader's default image root (the data file's folder) finds them."""
+    so the training loader's default image root (the data file's folder) finds them. `image_first`:
+    "<image>\nquestion" in each record's first turn, else "question\n<image>"."""
     quality = quality or QualityConfig()
     out_path = Path(out_path)
     base = Path(relative_to or out_path.parent).resolve()
@@ -68,7 +73,7 @@ def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
                     f.write(json.dumps({
                         "id": rid,
                         "image": image,
-                        "conversations": _conversations(item["turns"], lang),
+                        "conversations": _conversations(item["turns"], lang, image_first),
                         "lang": lang,
                         "task": record["task"],
                         "source": "datagen",

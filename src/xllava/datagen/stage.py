@@ -54,7 +54,8 @@ def run_datagen_stage(cfg: DatagenConfig, world_dir: Path, out_dir: Path, progre
     with teacher_endpoint(cfg, world_dir) as (base_url, endpoint):
         summary = generate(cfg, world_dir, out_dir, base_url, endpoint_id=endpoint, only_ids=only,
                            progress=progress)
-    derived = derive_training_set(out_dir / cfg.store, out_dir / TRAINING_FILE, world_dir, cfg.quality)
+    derived = derive_training_set(out_dir / cfg.store, out_dir / TRAINING_FILE, world_dir, cfg.quality,
+                                  image_first=cfg.image_first)
     if derived["records"] == 0:
         raise RuntimeError(f"datagen produced no usable record (summary: {json.dumps(summary)[:1000]})")
     figures = {"generation": summary, "training_set": derived, "teacher": cfg.teacher.model,

@@ -42,7 +42,7 @@ from xllava.datagen.openai_server import (
 from xllava.world import phrases as P
 from xllava.world.build import _rng as world_rng  # the build's seeding, so the content matches it
 from xllava.world.build import instruct_records
-from xllava.world.instructions import mvif_records, short_answer_records
+from xllava.world.instructions import mvif_records, short_answer_packing, short_answer_records
 from xllava.world.lexicon import LANGUAGES
 from xllava.world.questions import sample_balanced
 from xllava.world.scene import Scene
@@ -69,7 +69,7 @@ def _turns(records: list[dict]) -> list[dict]:
         for i in range(0, len(conv), 2):
             if len(turns) <= i // 2:
                 turns.append({"question": {}, "answer": {}})
-            turns[i // 2]["question"][record["lang"]] = conv[i]["value"].removeprefix("<image>\n")
+            turns[i // 2]["question"][record["lang"]] = conv[i]["value"].removeprefix("<image>\n").removesuffix("\n<image>")
             turns[i // 2]["answer"][record["lang"]] = conv[i + 1]["value"]
     return turns
 
@@ -158,9 +158,8 @@ class WorldTeacher:
             if not records:  # no question was assigned to this scene: draw a balanced set of its own
                 rng = random.Random(f"world-teacher/{self.cfg.seed}/{scene.scene_id}/short_answer")
                 questions = sample_balanced([scene], 1, rng)
-                records = short_answer_records(scene, questions, image, languages, rng, self.cfg.short_answer_turns,
-                                               self.cfg.short_answer_instruction,
-                                               self.cfg.short_answer_independent_turns)
+                records = short_answer_records(scene, questions, image, languages, rng,
+                                               **short_answer_packing(self.cfg))
             return {"conversations": _conversations(records)}
         raise ResponderError(400, f"unknown task type {task!r}")
 

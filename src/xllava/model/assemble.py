@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tokenizers import AddedToken
 from transformers import (
     AutoModelForCausalLM,
@@ -17,10 +18,10 @@ from transformers import (
     LlavaProcessor,
 )
 
-from xllava.config import ModelConfig
+from xllava.config import ModelConfig, VisionConfig
 from xllava.io import atomic_directory
 from xllava.model.families import IMAGE_TOKEN, get_family
-from xllava.model.towers import load_tower, num_image_tokens
+from xllava.model.towers import READOUT_FILE, load_tower, num_image_tokens
 
 
 @dataclass
@@ -65,6 +66,8 @@ def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
     model.model.language_model.load_state_dict(llm.model.state_dict())
     model.lm_head.load_state_dict(llm.lm_head.state_dict())
     model.model.vision_tower.load_state_dict(tower.model.state_dict())
+    if cfg.projector_init == "tower_readout":
+        _projector_from_readout(model, cfg.vision)
     model.tie_weights()
     model.generation_config = GenerationConfig(
         eos_token_id=[tokenizer.convert_tokens_to_ids(t) for t in family.stop_tokens],
@@ -83,6 +86,25 @@ def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
         num_additional_image_tokens=tower.spec.additional_tokens,
     )
     return Assembled(model, processor, tower.pretrained, llm_dir)
+
+
+def _projector_from_readout(model: LlavaForConditionalGeneration, vision: VisionConfig) -> None:
+    """Copy the tower's readout probes into the first rows of the projector's first layer (rescaled
+    to the random rows' norm, so no row dominates); the rows past them stay random."""
+    path = Path(vision.path or "") / READOUT_FILE
+    if not vision.path or not path.is_file():
+        raise FileNotFoundError(f"model.projector_init=tower_readout needs {READOUT_FILE} in the tower directory "
+                                f"({vision.path}); the `tower` stage writes it")
+    readout = load_file(str(path))
+    linear = model.model.multi_modal_projector.linear_1
+    weight, bias = readout["weight"], readout["bias"]
+    if weight.shape[1] != linear.in_features:
+        raise ValueError(f"{path}: readout rows have {weight.shape[1]} inputs, the tower's features {linear.in_features}")
+    rows = min(len(weight), linear.out_features)
+    with torch.no_grad():
+        scale = linear.weight.norm(dim=1).mean() / weight[:rows].norm(dim=1).mean()
+        linear.weight[:rows] = weight[:rows] * scale
+        linear.bias[:rows] = bias[:rows] * scale
 
 
 def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, out_dir: Path) -> None:

@@ -18,6 +18,9 @@ from transformers import (
 
 from xllava.config import VisionConfig
 
+# A tower pretrained by the `tower` stage keeps its linear readout probes (kind, colour, size, place,
+# relationships, atmosphere of each patch) here, one row per output: the projector can start from them
+READOUT_FILE = "readout_probes.safetensors"
 
 @dataclass(frozen=True)
 class Tower:

@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from xllava.config import TowerConfig, VisionConfig, WorldConfig
 from xllava.io import atomic_directory
-from xllava.model.towers import load_tower
+from xllava.model.towers import READOUT_FILE, load_tower
 from xllava.train.features import load_pixels
 from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
 from xllava.world.render import render
@@ -90,6 +91,21 @@ class Probes(nn.Module):
         cell_out = {f: head(cells) for f, head in self.cell.items()}
         cell_out[POSITION] = self.position(cells)
         return cell_out, {f: head(pooled) for f, head in self.scene.items()}, self.relations(cells)
+
+
+def save_readout(probes: Probes, path: Path) -> None:
+    """One row per probe output (cell fields, cell position, relationship bits, scene fields), each
+    field centred over its classes: the right class then reads positive and the others negative, so
+    the projector's GELU keeps which class won."""
+    heads = [*probes.cell.values(), probes.position, probes.relations, *probes.scene.values()]
+    weights, biases = [], []
+    for head in heads:
+        w, b = head.weight.detach(), head.bias.detach()
+        if head is not probes.relations:  # relationship bits are independent yes/no outputs, not classes
+            w, b = w - w.mean(0), b - b.mean()
+        weights.append(w)
+        biases.append(b)
+    save_file({"weight": torch.cat(weights).contiguous(), "bias": torch.cat(biases).contiguous()}, str(path))
 
 
 def _cell_targets(labels: Labels, rows: torch.Tensor, field: str) -> torch.Tensor:
@@ -192,6 +208,7 @@ def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_
     with atomic_directory(out_dir / "model") as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        save_readout(probes, tmp / READOUT_FILE)
     (out_dir / "loss.json").write_text(json.dumps(losses))
     return {"model_dir": str(out_dir / "model"), "steps": steps, "train_images": len(train), "first_loss": losses[0],
             "final_loss": losses[-1], "held_out_probe_accuracy": probe_acc}

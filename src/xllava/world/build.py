@@ -17,7 +17,7 @@ from pathlib import Path
 from xllava.config import WorldConfig
 from xllava.world.annotations import scene_graphs, vg_objects, vg_relationships
 from xllava.world.captions import caption_record
-from xllava.world.instructions import mvif_records, short_answer_records
+from xllava.world.instructions import mvif_records, short_answer_packing, short_answer_records
 from xllava.world.questions import CATEGORIES, Question, render_question, sample_balanced
 from xllava.world.render import render
 from xllava.world.scene import Scene, generate_scene
@@ -112,8 +112,7 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
         if scene.scene_id in by_scene:
             rng = _rng(cfg, scene.scene_id, "short_answer")
             records += short_answer_records(scene, by_scene[scene.scene_id], image, cfg.languages, rng,
-                                            cfg.short_answer_turns, cfg.short_answer_instruction,
-                                            cfg.short_answer_independent_turns)
+                                            **short_answer_packing(cfg))
     return records
 
 
@@ -147,7 +146,7 @@ def build_world(out_dir: Path, cfg: WorldConfig | None = None) -> dict:
     _write_json(out_dir / "scene_graphs.json", scene_graphs(scenes, IMAGE_DIR))
 
     captions = [
-        caption_record(s, lang, _rng(cfg, s.scene_id, "caption", lang), _image(s))
+        caption_record(s, lang, _rng(cfg, s.scene_id, "caption", lang), _image(s), cfg.caption_style)
         for s in train
         for lang in cfg.languages
     ]

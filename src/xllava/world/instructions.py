@@ -12,13 +12,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from xllava.world import phrases as P
 from xllava.world.korean import josa, nfc
 from xllava.world.lexicon import COLOURS, DIRECTIONS, KINDS, LIGHTS, POSITIONS, SIZES, TIMES, WEATHERS
 from xllava.world.questions import Question, kinds_involved, render_question
 from xllava.world.scene import Scene, SceneObject, direction
+
+if TYPE_CHECKING:
+    from xllava.config import WorldConfig
 
 Turn = Callable[[str], tuple[str, str]]  # lang -> (human text, gpt text)
 
@@ -189,10 +192,13 @@ def _count(scene: Scene, kind: str, lang: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- records
 
 
-def _record(scene: Scene, image: str, task: str, lang: str, turns: list[tuple[str, str]], tag: str = "") -> dict:
+def _record(scene: Scene, image: str, task: str, lang: str, turns: list[tuple[str, str]], tag: str = "",
+            image_first: bool = True) -> dict:
     conversations = []
     for i, (human, gpt) in enumerate(turns):
-        conversations.append({"from": "human", "value": nfc(("<image>\n" if i == 0 else "") + human)})
+        if i == 0:
+            human = f"<image>\n{human}" if image_first else f"{human}\n<image>"
+        conversations.append({"from": "human", "value": nfc(human)})
         conversations.append({"from": "gpt", "value": nfc(gpt)})
     return {
         "id": f"{scene.scene_id}-{task}{tag}-{lang}",
@@ -254,17 +260,27 @@ def _independent_chunks(questions: list[Question], max_turns: int) -> list[list[
     return [turns for turns, _ in chunks]
 
 
+def short_answer_packing(cfg: WorldConfig) -> dict[str, Any]:
+    """The world config's packing options as keyword arguments of `short_answer_records`."""
+    return {"turns": cfg.short_answer_turns, "instruction": cfg.short_answer_instruction,
+            "independent_turns": cfg.short_answer_independent_turns, "image_first": cfg.short_answer_image_first}
+
+
 def short_answer_records(scene: Scene, questions: list[Question], image: str, languages: list[str],
                          rng: random.Random, turns: tuple[int, int] = (3, 6),
                          instruction: Literal["every_turn", "first_turn"] = "every_turn",
-                         independent_turns: bool = False) -> list[dict]:
+                         independent_turns: bool = False, image_first: bool = True) -> list[dict]:
     """Pack the scene's short-answer questions into multi-turn records of turns[0]..turns[1] turns;
     the one-word instruction goes on every question or (instruction="first_turn") on the first.
 
     independent_turns: no two turns of a record involve the same object kind, so no answer can be
     read off the conversation before it (records then hold up to turns[1] turns, as many as the
     scene's kinds allow). Packed freely, a model learned to copy "red" from "Is there a red ball?"
-    into "What colour is the ball?", and never to look: held-out colour stayed at chance."""
+    into "What colour is the ball?", and never to look: held-out colour stayed at chance.
+
+    image_first=False puts the image after the first question ("question\n<image>"): the image
+    tokens then see what is asked, so each can mark itself as the object in question, and the
+    answer only has to read the marked token instead of searching the image by content."""
     questions = list(questions)
     rng.shuffle(questions)
     chunks = _independent_chunks(questions, turns[1]) if independent_turns else _sized_chunks(questions, turns, rng)
@@ -274,7 +290,7 @@ def short_answer_records(scene: Scene, questions: list[Question], image: str, la
                 for j, q in enumerate(chunk)]
 
     return [
-        _record(scene, image, "short_answer", lang, rendered(chunk, lang), tag=str(i))
+        _record(scene, image, "short_answer", lang, rendered(chunk, lang), tag=str(i), image_first=image_first)
         for i, chunk in enumerate(chunks)
         for lang in languages
     ]
