@@ -72,7 +72,7 @@ def main() -> None:
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="xllava-bench-"))
     recipe = load_recipe(args.recipe, [f"output_dir={run_dir}", "world.n_train_scenes=200",
                                        "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
-                                       "stages=[world]", "model.projector_init=random"])
+                                       "stages=[world, datagen]", "model.projector_init=random"])
     pipe = Pipeline(recipe, log=lambda _: None)
     pipe.run()
     init = pipe.base_model_dir()

@@ -69,6 +69,28 @@ def test_scratch_llm_honours_its_init_std(tmp_path: Path) -> None:
     assert abs(stds[0.02] - 0.02) < 0.004 and abs(stds[0.08] - 0.08) < 0.01
 
 
+def test_scratch_llm_init_depends_on_its_seed_only(tmp_path: Path) -> None:
+    """Same recipe, same weights, whatever ran before in the process; another seed, other weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from xllava.config import LLMConfig, ScratchLLMConfig
+    from xllava.model.llm_sources import build_scratch_llm
+
+    texts = ["a red ball is at the top left", "빨간 공은 왼쪽 위에 있어요"] * 50
+
+    def weights(name: str, seed: int) -> dict[str, torch.Tensor]:
+        torch.rand(int(torch.randint(1, 50, ()).item()))  # disturb the global RNG as other work would
+        scratch = ScratchLLMConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=2, seed=seed)
+        out = build_scratch_llm(LLMConfig(source="scratch", scratch=scratch), tmp_path / name, texts)
+        return load_file(str(out / "model.safetensors"))
+
+    a, b, c = weights("a", 0), weights("b", 0), weights("c", 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], c["model.layers.0.self_attn.q_proj.weight"])
+
+
 @pytest.mark.parametrize("family", ["chatml", "llama2"])
 def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) -> None:
     """A from-scratch tokenizer must not spell the template's role words byte by byte on every turn."""

@@ -117,7 +117,9 @@ def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Pa
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(config)
+    with torch.random.fork_rng():  # the weights depend on the recipe's seed only, not on the caller's RNG state
+        torch.manual_seed(s.seed)
+        model = LlamaForCausalLM(config)
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
