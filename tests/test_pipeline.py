@@ -16,13 +16,13 @@ def test_run_writes_every_stage(fast_run: Path) -> None:
         manifest = json.loads((fast_run / stage / "manifest.json").read_text())
         assert manifest["stage"] == stage and manifest["config_hash"] and manifest["code_version"]
     align = json.loads((fast_run / "align" / "manifest.json").read_text())["figures"]
-    assert align["trained"] == {"projector": "full", "vision_tower": "frozen", "llm": "full"}
+    assert align["trained"] == {"projector": "frozen", "vision_tower": "frozen", "llm": "full"}
     assert "tower stage" in align["vision_tower"]
     tower = json.loads((fast_run / "tower" / "manifest.json").read_text())["figures"]
     assert set(tower["held_out_probe_accuracy"]) == {"kind", "colour", "size", "cell", "time_of_day", "weather", "relations"}
     assert (fast_run / "tower" / "model" / "config.json").exists()
     instruct = json.loads((fast_run / "instruct" / "manifest.json").read_text())
-    assert instruct["figures"]["trained"]["vision_tower"] == "frozen"
+    assert instruct["figures"]["trained"] == {"projector": "frozen", "vision_tower": "frozen", "llm": "full"}
     assert "datagen/instruct.jsonl" in instruct["inputs"]
     assert (fast_run / "instruct" / "features.safetensors").exists()  # frozen tower: features cached
     assert (fast_run / "instruct" / "config.resolved.yaml").exists()
@@ -113,3 +113,31 @@ def test_projector_starts_from_the_tower_readout(fast_run: Path) -> None:
     assert (rest @ probes.T).abs().max() < 0.9
     with pytest.raises(FileNotFoundError, match="readout_probes"):
         _projector_from_readout(model, VisionConfig())
+
+
+def test_frozen_projector_comes_out_of_both_stages_unchanged(fast_run: Path) -> None:
+    """The tiny recipe keeps the readout-started projector frozen (train_projector: false) while the
+    LLM trains in full: the final projector is the assembled one bit for bit, the LLM is not."""
+    import torch
+
+    from xllava.model.assemble import load_llava
+
+    base, _ = load_llava(fast_run / "base" / "llava")
+    final, _ = load_llava(fast_run / "instruct" / "model")
+    for name, param in base.model.multi_modal_projector.state_dict().items():
+        assert torch.equal(param, final.model.multi_modal_projector.state_dict()[name]), name
+    assert not torch.equal(base.lm_head.weight, final.lm_head.weight)
+
+
+def test_a_stage_that_trains_nothing_is_refused(fast_run: Path) -> None:
+    import pytest
+
+    from xllava.config import TrainStageConfig
+    from xllava.model.assemble import load_llava
+    from xllava.train.stage import configure_trainable
+
+    model, _ = load_llava(fast_run / "base" / "llava")
+    with pytest.raises(ValueError, match="trains nothing"):
+        configure_trainable(model, TrainStageConfig(llm_mode="frozen", train_projector=False))
+    _, summary = configure_trainable(model, TrainStageConfig(llm_mode="lora", train_projector=False))
+    assert summary == {"projector": "frozen", "vision_tower": "frozen", "llm": "lora"}

@@ -181,6 +181,10 @@ class TrainStageConfig(Strict):
     grad_accum: int = 1
     lr: float = 1e-3  # LLM (or LoRA) learning rate
     projector_lr: float | None = None  # default: lr
+    # False keeps the projector as it comes in: one started from the tower's readout probes
+    # (model.projector_init) then keeps every fact it reads, where training it wiped out most
+    # (bench/projector_probe.py)
+    train_projector: bool = True
     vision_lr: float | None = None  # default: lr
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03

@@ -140,6 +140,9 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
         lines.append("The LLM was randomly initialised with a byte-level BPE learned on the world's training text.")
     if tower_note:
         lines.append(tower_note)
+    if recipe.model.projector_init == "tower_readout":
+        lines.append("The projector's first layer started from the tower stage's readout probes "
+                     "(`model.projector_init: tower_readout`), so the LLM reads what the tower's probes read.")
     lines.append("")
 
     tower = _manifest(run_dir, "tower")

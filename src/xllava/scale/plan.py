@@ -73,9 +73,10 @@ class StagePlan:
 
 
 def trainable_params(c: Counts, mode: str, cfg: TrainStageConfig) -> int:
-    """Projector (+ tower when it trains) + nothing / the LoRA adapters in c.lora / the whole LLM."""
+    """Projector and tower where they train + nothing / the LoRA adapters in c.lora / the whole LLM."""
     tower = c.vision if cfg.train_vision_tower else 0
-    return c.projector + tower + {"frozen": 0, "lora": c.lora, "full": c.llm}[mode]
+    projector = c.projector if cfg.train_projector else 0
+    return projector + tower + {"frozen": 0, "lora": c.lora, "full": c.llm}[mode]
 
 
 def activation_bytes(c: Counts, batch: int, seq: int, supervised: int, checkpointing: bool,

@@ -64,21 +64,23 @@ def configure_trainable(
     model: LlavaForConditionalGeneration, cfg: TrainStageConfig
 ) -> tuple[torch.nn.Module, dict[str, str]]:
     """Freeze what the stage does not train; wrap the LLM in LoRA when asked. Returns (model, summary)."""
+    if not (cfg.train_projector or cfg.train_vision_tower or cfg.llm_mode != "frozen"):
+        raise ValueError("the stage trains nothing: projector, vision tower and LLM are all frozen")
     model.requires_grad_(False)
-    model.model.multi_modal_projector.requires_grad_(True)
+    model.model.multi_modal_projector.requires_grad_(cfg.train_projector)
     if cfg.train_vision_tower:
         model.model.vision_tower.requires_grad_(True)
     if cfg.llm_mode == "full":
         model.model.language_model.requires_grad_(True)
         model.lm_head.requires_grad_(True)
     summary = {
-        "projector": "full",
+        "projector": "full" if cfg.train_projector else "frozen",
         "vision_tower": "full" if cfg.train_vision_tower else "frozen",
         "llm": cfg.llm_mode,
     }
     if cfg.llm_mode != "lora":
         return model, summary
-    keep_full = [PROJECTOR] + ([TOWER] if cfg.train_vision_tower else [])
+    keep_full = ([PROJECTOR] if cfg.train_projector else []) + ([TOWER] if cfg.train_vision_tower else [])
     lora = PeftLoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -157,8 +159,8 @@ class LlavaStageTrainer(Trainer):
         if self.optimizer is None:
             rates = {
                 "llm": self.stage.lr,
-                "projector": self.stage.projector_lr or self.stage.lr,
-                "vision_tower": self.stage.vision_lr or self.stage.lr,
+                "projector": self.stage.lr if self.stage.projector_lr is None else self.stage.projector_lr,
+                "vision_tower": self.stage.lr if self.stage.vision_lr is None else self.stage.vision_lr,
             }
             groups: dict[str, list] = {part: [] for part in rates}
             for name, param in self.model.named_parameters():

@@ -107,9 +107,12 @@ def _question_text(q: Question, scene: Scene, lang: str) -> str:
         pos = P.position(k["row"], k["col"], lang)
         return {"en": f"What is {pos}?", "ko": f"{pos}에 있는 것은 무엇이에요?", "zh": f"{pos}的物体是什么？"}[lang]
     if c == "relation":
-        a, b = scene.unique_of_kind(k["subject"]), scene.unique_of_kind(k["reference"])
-        assert a is not None and b is not None
-        sa, sb = P.coloured(a.colour, a.kind, lang), P.coloured(b.colour, b.kind, lang)
+        # kinds alone (each is unique in the scene): with colours the Korean subject became a token
+        # of its own (" 공은" after an adjective, where the other questions start with "공은"), and
+        # this question shared no word with the lookups the others train; 30% -> 60% in Korean
+        sa, sb = P.kind_word(k["subject"], lang), P.kind_word(k["reference"], lang)
+        if lang == "en":
+            sa, sb = f"the {sa}", f"the {sb}"
         return {"en": f"Where is {sa} relative to {sb}?", "ko": f"{josa(sa, '은')} {sb}의 어느 쪽에 있어요?",
                 "zh": f"{sa}在{sb}的哪一边？"}[lang]
     if c == "count":
