@@ -34,34 +34,34 @@ from xllava.train.tower import scene_labels  # noqa: E402
 FIELDS = ("kind", "colour")
 
 
-def probe_accuracy(x: torch.Tensor, y: torch.Tensor, n_fit: int, steps: int = 300) -> float:
-    """Softmax regression on standardised features (full batch, Adam); accuracy on occupied cells."""
+def held_out_logits(x: torch.Tensor, y: torch.Tensor, n_fit: int, loss, outputs: int,
+                    steps: int = 300) -> torch.Tensor:
+    """A linear probe fitted on the first n_fit rows (standardised features, full batch, Adam);
+    its logits on the rest."""
     x = (x - x[:n_fit].mean(0)) / (x[:n_fit].std(0) + 1e-6)
-    w = torch.zeros(x.shape[1], int(y.max()) + 1, requires_grad=True)
-    b = torch.zeros(int(y.max()) + 1, requires_grad=True)
+    w = torch.zeros(x.shape[1], outputs, requires_grad=True)
+    b = torch.zeros(outputs, requires_grad=True)
     optimizer = torch.optim.Adam([w, b], lr=1e-2)
     for _ in range(steps):
         optimizer.zero_grad()
-        F.cross_entropy(x[:n_fit] @ w + b, y[:n_fit]).backward()
+        loss(x[:n_fit] @ w + b, y[:n_fit]).backward()
         optimizer.step()
     with torch.no_grad():
-        right = ((x[n_fit:] @ w + b).argmax(-1) == y[n_fit:])[y[n_fit:] > 0]
+        return x[n_fit:] @ w + b
+
+
+def probe_accuracy(x: torch.Tensor, y: torch.Tensor, n_fit: int) -> float:
+    """Softmax regression; accuracy on occupied cells."""
+    logits = held_out_logits(x, y, n_fit, F.cross_entropy, int(y.max()) + 1)
+    right = (logits.argmax(-1) == y[n_fit:])[y[n_fit:] > 0]
     return float(right.float().mean())
 
 
-def bits_accuracy(x: torch.Tensor, y: torch.Tensor, occupied: torch.Tensor, n_fit: int, steps: int = 300) -> float:
+def bits_accuracy(x: torch.Tensor, y: torch.Tensor, occupied: torch.Tensor, n_fit: int) -> float:
     """One logistic regression per relationship bit; a cell counts as right only when all its bits are
     (the tower stage's own measure), over occupied cells of the held-out scenes."""
-    x = (x - x[:n_fit].mean(0)) / (x[:n_fit].std(0) + 1e-6)
-    w = torch.zeros(x.shape[1], y.shape[1], requires_grad=True)
-    b = torch.zeros(y.shape[1], requires_grad=True)
-    optimizer = torch.optim.Adam([w, b], lr=1e-2)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        F.binary_cross_entropy_with_logits(x[:n_fit] @ w + b, y[:n_fit]).backward()
-        optimizer.step()
-    with torch.no_grad():
-        right = (((x[n_fit:] @ w + b) > 0).float() == y[n_fit:]).all(-1)[occupied[n_fit:]]
+    logits = held_out_logits(x, y, n_fit, F.binary_cross_entropy_with_logits, y.shape[1])
+    right = ((logits > 0).float() == y[n_fit:]).all(-1)[occupied[n_fit:]]
     return float(right.float().mean())
 
 
