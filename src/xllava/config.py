@@ -199,7 +199,10 @@ class TrainStageConfig(Strict):
     # speed levers (each can be switched off to measure it)
     feature_cache: bool = True  # cache frozen vision features per image
     group_by_length: bool = True  # batches of similar real token length
-    supervised_logits_only: bool = True  # LM head only at positions that carry a label
+    supervised_logits_only: bool = True  # LM head (and a Llama-layout last layer) only where a label is
+    # the LLM's attention kernel in training; None keeps the model's (sdpa). On CPU, eager is faster
+    # for short sequences of small heads (tiny recipe: 0.19 -> 0.16 s a step, 128 x 34 tokens, 16-dim heads)
+    llm_attention: Literal["sdpa", "eager"] | None = None
     dataloader_workers: int = 0
     # memory levers for large models (xllava.scale plans them)
     gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer

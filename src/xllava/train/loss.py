@@ -3,7 +3,8 @@
 `LlavaForConditionalGeneration.forward` runs the tower on every sample and the LM head over the
 full vocabulary at every position. Here the tower output may come from the feature cache, and the
 LM head runs only at positions whose next token carries a label (in instruction data most
-positions are image and prompt tokens, and the vocabulary dominates the cost for small LLMs).
+positions are image and prompt tokens, and the vocabulary dominates the cost for small LLMs). For
+Llama-layout decoders the last layer too runs only there (xllava.train.supervised_tail).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from transformers import LlavaForConditionalGeneration
 
 from xllava.train.features import select_features
 from xllava.train.labels import IGNORE
+from xllava.train.supervised_tail import supervised_tail_logits, supports_supervised_tail
 
 
 def llava_loss(
@@ -37,8 +39,13 @@ def llava_loss(
                 f"image tokens ({int(slots.sum())}) and image features ({projected.shape[:2]}) do not match"
             )
         embeds = embeds.masked_scatter(slots, projected)
+    targets = labels[:, 1:]
+    if supervised_logits_only and supports_supervised_tail(inner.language_model):
+        keep = F.pad(targets != IGNORE, (0, 1), value=False)  # the last position predicts nothing
+        logits = supervised_tail_logits(inner.language_model, model.lm_head, embeds, attention_mask, keep)
+        return F.cross_entropy(logits.float(), targets[keep[:, :-1]])
     hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-    hidden, targets = hidden[:, :-1], labels[:, 1:]
+    hidden = hidden[:, :-1]
     if supervised_logits_only:
         keep = targets != IGNORE
         logits = model.lm_head(hidden[keep])

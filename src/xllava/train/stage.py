@@ -297,6 +297,8 @@ def train_stage(
 ) -> StageResult:
     started = time.time()
     model, processor = load_llava(init_dir)
+    if cfg.llm_attention is not None:
+        model.set_attn_implementation({"text_config": cfg.llm_attention})
     samples = load_samples(
         [run_dir / p for p in cfg.data],
         image_root=(run_dir / cfg.image_root) if cfg.image_root else None,
