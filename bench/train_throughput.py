@@ -2,8 +2,9 @@
 
 naive:  LlavaForConditionalGeneration.forward(input_ids, pixel_values, labels): the vision tower
         runs for every sample, the LM head over the full vocabulary at every position, random batches.
-xllava: cached frozen-tower features (cache build time included), LM head only at supervised
-        positions, batches grouped by real token length.
+xllava: cached frozen-tower features (cache build time included), LM head (and a Llama-layout
+        last layer) only at supervised positions, batches grouped by real token length, and the
+        recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both take the same optimizer steps on the same trainable parameters (the recipe's stage-2 setup).
 
     python bench/train_throughput.py --recipe recipes/smol.yaml      # the acceptance target (>= 3x)
@@ -114,6 +115,8 @@ def main() -> None:
     def xllava_step(m, batch):
         return llava_loss(base, supervised_logits_only=True, **batch)
 
+    if cfg.llm_attention is not None:
+        base.set_attn_implementation({"text_config": cfg.llm_attention})
     ours = measure("xllava", model, dataset, cached, grouped, args.steps, batch_size, xllava_step)
     # charge the cache to the run: its cost per sample, for the images these steps use
     per_image = cache_seconds / max(1, len(dataset.images))

@@ -56,7 +56,11 @@ def _records(path: Path) -> list[tuple[int, Any]]:
     return list(enumerate(data, start=1))
 
 
-def parse_record(record: Any, path: Path, line: int, image_root: Path) -> Sample:
+def parse_record(
+    record: Any, path: Path, line: int, image_root: Path, found: dict[str, Path] | None = None
+) -> Sample:
+    """One LLaVA record as a Sample. `found` remembers image files already resolved and checked
+    (each image serves many records; resolving a path is the costliest step of parsing)."""
     if not isinstance(record, dict):
         raise DataError(path, line, "<record>", "record must be a JSON object")
     sample_id = str(record.get("id", f"{path.name}:{line}"))
@@ -68,9 +72,13 @@ def parse_record(record: Any, path: Path, line: int, image_root: Path) -> Sample
     if record.get("image") is not None:
         if not isinstance(record["image"], str):
             raise DataError(path, line, "image", f"sample {sample_id}: must be a path string")
-        image = (image_root / record["image"]).resolve()
-        if not image.is_file():
-            raise DataError(path, line, "image", f"sample {sample_id}: image file {image} does not exist")
+        image = found.get(record["image"]) if found is not None else None
+        if image is None:
+            image = (image_root / record["image"]).resolve()
+            if not image.is_file():
+                raise DataError(path, line, "image", f"sample {sample_id}: image file {image} does not exist")
+            if found is not None:
+                found[record["image"]] = image
 
     messages: list[dict[str, Any]] = []
     image_turns = 0
@@ -123,8 +131,13 @@ def load_samples(
         if not path.is_file():
             raise FileNotFoundError(f"training data file {path} does not exist")
         root = image_root or path.parent
+        found: dict[str, Path] = {}
         for line, record in _records(path):
-            sample = parse_record(record, path, line, root)
-            if (languages is None or sample.lang in languages) and (tasks is None or sample.task in tasks):
-                samples.append(sample)
+            # records filtered out by their `lang` / `task` are not parsed (nor trained on)
+            if isinstance(record, dict) and not (
+                (languages is None or record.get("lang") in languages)
+                and (tasks is None or record.get("task") in tasks)
+            ):
+                continue
+            samples.append(parse_record(record, path, line, root, found))
     return samples

@@ -11,7 +11,9 @@ from transformers import PreTrainedTokenizerBase
 
 from xllava.train.data import Sample
 from xllava.train.features import FeatureCache, load_pixels
-from xllava.train.labels import IGNORE, encode_sample
+from xllava.train.labels import IGNORE, encode_samples
+
+ENCODE_BATCH = 512  # samples per chat-template call
 
 
 class LlavaDataset(torch.utils.data.Dataset):
@@ -29,11 +31,16 @@ class LlavaDataset(torch.utils.data.Dataset):
         image_row = {p: i for i, p in enumerate(self.images)}
         self.items: list[dict] = []
         self.truncated_turns = 0
-        for sample in tqdm(samples, desc="tokenise", unit="sample", mininterval=2):
-            enc = encode_sample(sample, tokenizer, image_token_id, n_image_tokens, max_length)
-            self.truncated_turns += enc.truncated_turns
-            row = image_row[sample.image] if sample.image is not None else -1
-            self.items.append({"input_ids": enc.input_ids, "labels": enc.labels, "image": row})
+        with tqdm(total=len(samples), desc="tokenise", unit="sample", mininterval=2) as progress:
+            for start in range(0, len(samples), ENCODE_BATCH):
+                chunk = samples[start : start + ENCODE_BATCH]
+                for sample, enc in zip(
+                    chunk, encode_samples(chunk, tokenizer, image_token_id, n_image_tokens, max_length), strict=True
+                ):
+                    self.truncated_turns += enc.truncated_turns
+                    row = image_row[sample.image] if sample.image is not None else -1
+                    self.items.append({"input_ids": enc.input_ids, "labels": enc.labels, "image": row})
+                progress.update(len(chunk))
         self.lengths = [len(item["input_ids"]) for item in self.items]
         self.supervised_tokens = sum(sum(1 for t in it["labels"] if t != IGNORE) for it in self.items)
 

@@ -46,6 +46,26 @@ def _content_text(message: dict) -> str:
     return "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
+def encode_samples(
+    samples: list[Sample],
+    tokenizer: PreTrainedTokenizerBase,
+    image_token_id: int,
+    n_image_tokens: int,
+    max_length: int,
+) -> list[Encoded]:
+    """Encode a batch: one chat-template call renders and tokenizes them all (a call per sample
+    spends most of its time in per-call set-up: 1.9 s against 1.0 s for 4000 tiny-recipe samples)."""
+    if not samples:
+        return []
+    rendered = tokenizer.apply_chat_template(
+        [s.messages for s in samples], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    return [
+        _checked(sample, list(ids), list(mask), tokenizer, image_token_id, n_image_tokens, max_length)
+        for sample, ids, mask in zip(samples, rendered["input_ids"], rendered["assistant_masks"], strict=True)
+    ]
+
+
 def encode_sample(
     sample: Sample,
     tokenizer: PreTrainedTokenizerBase,
@@ -53,11 +73,19 @@ def encode_sample(
     n_image_tokens: int,
     max_length: int,
 ) -> Encoded:
-    rendered = tokenizer.apply_chat_template(
-        sample.messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-    )
-    ids: list[int] = list(rendered["input_ids"])
-    mask: list[int] = list(rendered["assistant_masks"])
+    return encode_samples([sample], tokenizer, image_token_id, n_image_tokens, max_length)[0]
+
+
+def _checked(
+    sample: Sample,
+    ids: list[int],
+    mask: list[int],
+    tokenizer: PreTrainedTokenizerBase,
+    image_token_id: int,
+    n_image_tokens: int,
+    max_length: int,
+) -> Encoded:
+    """Check one rendered sample's supervised spans, expand its image token, truncate it."""
     file, line = sample.origin
 
     answers = [m for m in sample.messages if m["role"] == "assistant"]
