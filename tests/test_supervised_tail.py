@@ -115,3 +115,21 @@ def test_other_layouts_take_the_full_forward() -> None:
     # and the loss of such a model still runs, through the full forward
     loss = llava_loss(windowed, supervised_logits_only=True, **batch())
     assert torch.isfinite(loss)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    """The hook that stops the decoder before its last layer sits outside the checkpointed forward."""
+
+    def sparse(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = llava(LlamaConfig(**TEXT))
+        model.train()
+        model.requires_grad_(True)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return loss_and_grads(model, tail=True)
+
+    plain_loss, plain = sparse(False)
+    checkpointed_loss, checkpointed = sparse(True)
+    torch.testing.assert_close(checkpointed_loss, plain_loss)
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)

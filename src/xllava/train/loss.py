@@ -40,14 +40,14 @@ def llava_loss(
             )
         embeds = embeds.masked_scatter(slots, projected)
     targets = labels[:, 1:]
-    if supervised_logits_only and supports_supervised_tail(inner.language_model):
-        keep = F.pad(targets != IGNORE, (0, 1), value=False)  # the last position predicts nothing
-        logits = supervised_tail_logits(inner.language_model, model.lm_head, embeds, attention_mask, keep)
-        return F.cross_entropy(logits.float(), targets[keep[:, :-1]])
+    keep = targets != IGNORE
+    if supervised_logits_only and keep.any() and supports_supervised_tail(inner.language_model):
+        at = F.pad(keep, (0, 1), value=False)  # the last position predicts nothing
+        logits = supervised_tail_logits(inner.language_model, model.lm_head, embeds, attention_mask, at)
+        return F.cross_entropy(logits.float(), targets[keep])
     hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
     hidden = hidden[:, :-1]
     if supervised_logits_only:
-        keep = targets != IGNORE
         logits = model.lm_head(hidden[keep])
         return F.cross_entropy(logits.float(), targets[keep])
     logits = model.lm_head(hidden)
