@@ -61,6 +61,7 @@ def parse_record(
 ) -> Sample:
     """One LLaVA record as a Sample. `found` remembers image files already resolved and checked
     (each image serves many records; resolving a path is the costliest step of parsing)."""
+    found = {} if found is None else found
     if not isinstance(record, dict):
         raise DataError(path, line, "<record>", "record must be a JSON object")
     sample_id = str(record.get("id", f"{path.name}:{line}"))
@@ -72,13 +73,12 @@ def parse_record(
     if record.get("image") is not None:
         if not isinstance(record["image"], str):
             raise DataError(path, line, "image", f"sample {sample_id}: must be a path string")
-        image = found.get(record["image"]) if found is not None else None
+        image = found.get(record["image"])
         if image is None:
             image = (image_root / record["image"]).resolve()
             if not image.is_file():
                 raise DataError(path, line, "image", f"sample {sample_id}: image file {image} does not exist")
-            if found is not None:
-                found[record["image"]] = image
+            found[record["image"]] = image
 
     messages: list[dict[str, Any]] = []
     image_turns = 0

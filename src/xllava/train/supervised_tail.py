@@ -9,8 +9,8 @@ equal the full forward's (tests/test_supervised_tail.py).
 
 Written by hand because no library does this: HF runs every layer at every position. Only for the
 decoder layouts in DECODER_ROTARY (Llama's: pre-norm attention and MLP, rotary queries and keys,
-full causal attention). Any other layout, a sliding window, or a layer whose weights an engine
-shards (FSDP, ZeRO-3) returns None, and the caller takes the full forward.
+full causal attention). For any other layout, a sliding window, or a layer whose weights an engine
+shards (FSDP, ZeRO-3), `supports_supervised_tail` is false and the caller takes the full forward.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def supervised_tail_logits(
 
     # the kept positions of each row, left-aligned into [batch, most]; the rest point at 0 (unused)
     counts = keep.sum(1)
-    most = int(counts.max()) if keep.any() else 0
+    most = int(counts.max())
     positions = torch.arange(seq, device=keep.device)
     rank = torch.where(keep, positions, seq + positions).argsort(dim=1)[:, :most]
     valid = torch.arange(most, device=keep.device)[None, :] < counts[:, None]
