@@ -103,3 +103,28 @@ def test_image_after_the_question_keeps_its_place() -> None:
     first_image = enc.input_ids.index(image_id)
     assert "colour" in tok.decode(enc.input_ids[:first_image])
     assert tok.decode([t for t in enc.labels if t != IGNORE]) == "red<|im_end|>"
+
+
+def test_forked_tokenising_matches_in_process_and_reports_bad_samples() -> None:
+    """Large datasets are tokenised by forked workers: the same items, in order, and a bad sample's
+    error still names its file, line and field."""
+    from xllava.train.dataset import ENCODE_BATCH, LlavaDataset
+
+    tok = tokenizer_for("chatml")
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    samples = []
+    for i in range(3 * ENCODE_BATCH + 17):  # four chunks, the last one short
+        s = sample(TEXT[i % 6], TEXT[(i + 1) % 6], image=i % 3 != 0)
+        s.id, s.origin = f"s-{i}", ("data.jsonl", i + 1)
+        samples.append(s)
+    serial = LlavaDataset(samples, tok, image_id, 9, 512, workers=0)
+    forked = LlavaDataset(samples, tok, image_id, 9, 512, workers=2)
+    assert forked.items == serial.items and forked.lengths == serial.lengths
+    assert forked.supervised_tokens == serial.supervised_tokens > 0
+
+    bad = 2 * ENCODE_BATCH + 5  # in the third chunk: raised in a worker
+    samples[bad].messages[1]["content"][0]["text"] = "x" * 2000
+    with pytest.raises(DataError) as err:
+        LlavaDataset(samples, tok, image_id, 9, 64, workers=2)
+    assert (err.value.file, err.value.line, err.value.field) == ("data.jsonl", bad + 1, "conversations")
+    assert f"s-{bad}" in str(err.value) and "max_length" in str(err.value)

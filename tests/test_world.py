@@ -401,3 +401,15 @@ def test_independent_turns_never_share_a_kind() -> None:
         assert all(not (a & b) for j, a in enumerate(kinds) for b in kinds[j + 1:]), r["conversations"]
         asked += turns
     assert sorted(map(id, asked)) == sorted(map(id, questions))
+
+
+def test_short_answers_alone_are_the_same_records() -> None:
+    """The world teacher rebuilds only the short answers (mvif=False); they must be exactly the ones
+    the full build writes, or teacher data and the world's own data would ask different questions."""
+    from xllava.world.build import generate_scenes, instruct_records
+
+    train, _ = generate_scenes(SMALL)
+    full = instruct_records(train, SMALL)
+    alone = instruct_records(train, SMALL, mvif=False)
+    assert alone and {r["task"] for r in full} - {"short_answer"}
+    assert alone == [r for r in full if r["task"] == "short_answer"]

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import openai
+from openai.types.chat import ChatCompletion
 from PIL import Image
 
 from xllava.datagen.config import TeacherConfig
@@ -146,7 +147,14 @@ class TeacherClient:
             out.structured_output = kwargs["response_format"]["type"]
             entry = await self.limiter.acquire(estimate + self.cfg.max_tokens)
             try:
-                completion = await self._client.chat.completions.create(messages=messages, **kwargs)
+                # The client's documented generic request rather than chat.completions.create: the
+                # typed method walks every message and the JSON schema through its parameter
+                # transform (~4 ms a request here, more than the loopback teacher takes to answer)
+                # to strip unset fields and rename aliases, of which our plain body has none.
+                # Errors, timeouts and the parsed ChatCompletion are the same.
+                completion = await self._client.post(
+                    "/chat/completions", cast_to=ChatCompletion, body={"messages": messages, **kwargs}
+                )
             except openai.APITimeoutError:
                 cause, last = "timeout", f"timeout: no answer within {self.cfg.timeout_s:g} s"
             except openai.APIConnectionError as err:

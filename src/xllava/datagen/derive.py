@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from xllava.datagen.config import TASKS, QualityConfig
-from xllava.datagen.quality import duplicate_reason, signature
+from xllava.datagen.quality import DuplicateGate, signature
 from xllava.datagen.store import latest, read_records
 from xllava.world.korean import nfc
 
@@ -46,7 +46,7 @@ def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
     base = Path(relative_to or out_path.parent).resolve()
     root = Path(image_root).resolve()
     records = sorted((r for r in latest(read_records(store_path)).values() if r["status"] == "ok"), key=_order)
-    seen: dict[str, list[str]] = {}  # image sha256 -> signatures of the items kept so far
+    seen: dict[str, DuplicateGate] = {}  # image sha256 -> the items kept so far
     ids: set[str] = set()
     counts: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
@@ -55,16 +55,16 @@ def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
     with tmp.open("w", encoding="utf-8") as f:
         for record in records:
             image = os.path.relpath(root / record["image"], base)
-            earlier = seen.setdefault(record["image_sha256"], [])
+            earlier = seen.setdefault(record["image_sha256"], DuplicateGate(quality.near_duplicate_jaccard))
             for i, item in enumerate(record["items"]):
                 if item["rejected"]:
                     continue
                 sig = signature(item)
-                reason = duplicate_reason(sig, earlier, quality.near_duplicate_jaccard)
+                reason = earlier.reason(sig)
                 if reason:
                     dropped[reason] += 1
                     continue
-                earlier.append(sig)
+                earlier.keep(sig)
                 for lang in record["languages"]:
                     rid = f"{record['image_id']}-{record['task']}{i}-{lang}"
                     if rid in ids:  # the same image and task from another model or prompt version

@@ -111,28 +111,40 @@ def _grams(text: str) -> set[str]:
     return {text[i : i + 3] for i in range(len(text) - 2)} or {text}
 
 
-def duplicate_reason(sig: str, earlier: list[str], threshold: float) -> str | None:
-    """`duplicate` when `sig` equals an earlier item's, `near_duplicate` above the Jaccard threshold."""
-    if sig in earlier:
-        return "duplicate"
-    grams = _grams(sig)
-    for other in earlier:
-        other_grams = _grams(other)
-        if len(grams & other_grams) / len(grams | other_grams) >= threshold:
-            return "near_duplicate"
-    return None
+class DuplicateGate:
+    """The items kept so far, for one image: `duplicate` when a signature equals a kept one,
+    `near_duplicate` when its trigram Jaccard with one reaches the threshold. Each kept item's
+    trigrams are computed once (recomputing them per comparison made the check quadratic in work)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.kept: set[str] = set()
+        self.kept_grams: list[set[str]] = []
+
+    def reason(self, sig: str) -> str | None:
+        if sig in self.kept:
+            return "duplicate"
+        grams = _grams(sig)
+        for other in self.kept_grams:
+            if len(grams & other) / len(grams | other) >= self.threshold:
+                return "near_duplicate"
+        return None
+
+    def keep(self, sig: str) -> None:
+        self.kept.add(sig)
+        self.kept_grams.append(_grams(sig))
 
 
 def gate_items(answer: dict, task: str, cfg: QualityConfig) -> list[dict]:
     """Every conversation of a parsed answer with `rejected` set to a reason or None (duplicates are
     judged against the accepted items before them)."""
-    items, accepted = [], []
+    items, accepted = [], DuplicateGate(cfg.near_duplicate_jaccard)
     for conversation in answer["conversations"]:
         reason = check_item(conversation, task, cfg)
         if reason is None:
             sig = signature(conversation)
-            reason = duplicate_reason(sig, accepted, cfg.near_duplicate_jaccard)
+            reason = accepted.reason(sig)
             if reason is None:
-                accepted.append(sig)
+                accepted.keep(sig)
         items.append({"turns": conversation["turns"], "rejected": reason})
     return items

@@ -106,9 +106,8 @@ class WorldTeacher:
         train = [s for s in self.scenes.values() if s.split == "train"]
         every_language = self.cfg.model_copy(update={"languages": list(LANGUAGES)})
         self._short: dict[str, list[dict]] = {}
-        for record in instruct_records(train, every_language):
-            if record["task"] == "short_answer":
-                self._short.setdefault(record["image"], []).append(record)
+        for record in instruct_records(train, every_language, mvif=False):
+            self._short.setdefault(record["image"], []).append(record)
 
     # ------------------------------------------------------------ recognising the request
 

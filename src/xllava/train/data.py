@@ -19,8 +19,11 @@ ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assi
 
 class DataError(ValueError):
     def __init__(self, file: Path | str, line: int, field_name: str, message: str):
-        self.file, self.line, self.field = str(file), line, field_name
+        self.file, self.line, self.field, self.message = str(file), line, field_name, message
         super().__init__(f"{file}:{line}: field '{field_name}': {message}")
+
+    def __reduce__(self):  # rebuilt from its fields when a tokenising worker process raises it
+        return type(self), (self.file, self.line, self.field, self.message)
 
 
 @dataclass

@@ -90,7 +90,9 @@ def bench_records(scenes: list[Scene], cfg: WorldConfig) -> dict[str, list[dict]
     return out
 
 
-def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
+def instruct_records(scenes: list[Scene], cfg: WorldConfig, mvif: bool = True) -> list[dict]:
+    """The four mvif task types and the short answers of every scene; mvif=False: the short answers
+    alone (the same ones: every task type draws from its own seeded stream)."""
     weights = cfg.question_weights()
     total = cfg.n_train_scenes * cfg.train_questions_per_scene
     # rounded first so that equal weights give exactly ceil(total / types), as before the mix existed
@@ -107,7 +109,7 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig) -> list[dict]:
     records: list[dict] = []
     for i, scene in enumerate(scenes):
         image = _image(scene)
-        for task in ("object", _ROTATING_TASKS[i % len(_ROTATING_TASKS)]):
+        for task in ("object", _ROTATING_TASKS[i % len(_ROTATING_TASKS)]) if mvif else ():
             records += mvif_records(scene, task, image, cfg.languages, _rng(cfg, scene.scene_id, task))
         if scene.scene_id in by_scene:
             rng = _rng(cfg, scene.scene_id, "short_answer")
