@@ -108,7 +108,7 @@ def main() -> None:
     used = sorted({dataset[j]["image"] for ids in batches(grouped, batch_size)[: args.steps + 1] for j in ids})
     started = time.perf_counter()
     cache = FeatureCache.build_or_load(base, processor.image_processor, dataset.images,
-                                       Path(tempfile.mkdtemp()) / "features.safetensors")
+                                       Path(tempfile.mkdtemp()))
     cache_seconds = time.perf_counter() - started
     cached = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
 

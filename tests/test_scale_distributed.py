@@ -74,7 +74,7 @@ def test_two_processes_match_one_and_write_once(run_dir: Path, two_process: tupl
     assert out.count("[xllava] instruct: running") == 1
     assert json.loads((stage_dir / "manifest.json").read_text())["stage"] == "instruct"
     assert (stage_dir / "model" / "config.json").exists()
-    assert sorted(p.name for p in stage_dir.iterdir() if "features" in p.name) == ["features.safetensors"]
+    assert [p.suffix for p in (run_dir / "features").iterdir()] == [".safetensors"]  # one file, no leftovers
     checkpoint = stage_dir / "checkpoints" / f"checkpoint-{SAVE}"
     assert sorted(p.name for p in checkpoint.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
     assert len(list(checkpoint.glob("*.safetensors"))) == 1

@@ -2,12 +2,13 @@
 
 When the tower is frozen, its output for an image never changes, yet each image serves many samples
 (task types x languages). The cache runs the tower once per image and stores the selected features
-(before the projector, which still trains) in a safetensors file keyed by a fingerprint of the tower.
+(before the projector, which still trains) in a safetensors file per tower, rows keyed by image content.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -48,6 +49,11 @@ def tower_fingerprint(model: LlavaForConditionalGeneration) -> str:
     return digest.hexdigest()[:16]
 
 
+def image_digest(path: Path) -> str:
+    """Cache key of an image: its bytes, not its path (a regenerated world reuses the paths)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+
+
 class FeatureCache:
     """Features of a fixed list of images, row i = image i."""
 
@@ -65,36 +71,58 @@ class FeatureCache:
         model: LlavaForConditionalGeneration,
         image_processor,
         images: list[Path],
-        path: Path,
+        folder: Path,
         batch_size: int = 64,
         write: bool = True,
     ) -> FeatureCache:
-        """Load the cache at `path` if it matches this tower and image list, else build and write it.
+        """The features of `images`, from this tower's cache file in `folder` where it has them.
 
-        Under several processes only rank 0 writes (write=True) and the others load after it
-        (write=False); a reader that finds no valid file fails rather than write a second copy."""
-        keys = [str(p) for p in images]
-        index = {k: i for i, k in enumerate(keys)}
-        meta = {"tower": tower_fingerprint(model), "images": hashlib.sha256("\n".join(keys).encode()).hexdigest()}
+        One file per tower (and feature selection), keyed by image content, shared by the stages of a
+        run: stage 1 and stage 2 over the same images (the embedded world's) run the tower once.
+        Images the file lacks are computed and the file is rewritten with them (atomically). Under
+        several processes only rank 0 writes (write=True) and the others load after it
+        (write=False); a reader that finds rows missing fails rather than write a second copy."""
+        index = {str(p): i for i, p in enumerate(images)}
+        layers = model.config.vision_feature_layer
+        layers = "_".join(str(x) for x in ([layers] if isinstance(layers, int) else layers))
+        selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
+        path = Path(folder) / f"vision-{selection}.safetensors"
+        digests = [image_digest(p) for p in images]
+        stored, row_of = torch.empty(0), {}
         if path.exists():
             with safe_open(str(path), framework="pt") as f:
-                if (f.metadata() or {}) == meta:
-                    return cls(f.get_tensor("features"), index)
-        if not write:
-            raise RuntimeError(
-                f"feature cache {path} is missing or stale after rank 0 built it: "
-                "the run directory must be on a filesystem that every node shares"
-            )
-        was_training = model.training
-        model.eval()
-        chunks = []
-        for start in tqdm(range(0, len(images), batch_size), desc="vision feature cache", unit="batch"):
-            pixels = load_pixels(image_processor, images[start : start + batch_size])
-            chunks.append(select_features(model, pixels.to(model.dtype)).float())
-        model.train(was_training)
-        features = torch.cat(chunks) if chunks else torch.empty(0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"features": features.contiguous()}, str(tmp), metadata=meta)
-        tmp.rename(path)
-        return cls(features, index)
+                meta = f.metadata() or {}
+                if meta.get("selection") == selection:
+                    stored = f.get_tensor("features")
+                    row_of = {d: i for i, d in enumerate(json.loads(meta["images"]))}
+        missing = list(dict.fromkeys(d for d in digests if d not in row_of))  # identical images: once
+        if missing:
+            if not write:
+                raise RuntimeError(
+                    f"feature cache {path} lacks {len(missing)} images after rank 0 built it: "
+                    "the run directory must be on a filesystem that every node shares"
+                )
+            first_path = {d: p for d, p in zip(reversed(digests), reversed(images), strict=True)}
+            new = _features(model, image_processor, [first_path[d] for d in missing], batch_size)
+            stored = torch.cat([stored, new]) if len(row_of) else new
+            row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            order = sorted(row_of, key=row_of.get)
+            save_file({"features": stored.contiguous()}, str(tmp),
+                      metadata={"selection": selection, "images": json.dumps(order)})
+            tmp.rename(path)
+        if not images:
+            return cls(torch.empty(0), index)
+        return cls(stored[torch.tensor([row_of[d] for d in digests])], index)
+
+
+def _features(model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc="vision feature cache", unit="batch"):
+        pixels = load_pixels(image_processor, images[start : start + batch_size])
+        chunks.append(select_features(model, pixels.to(model.dtype)).float())
+    model.train(was_training)
+    return torch.cat(chunks)

@@ -37,6 +37,8 @@ from xllava.train.features import FeatureCache
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
 
+# the run's vision-feature caches (one file per tower), shared by its stages
+FEATURES_DIR = "features"
 # parameter-name prefixes of the three parts (the HF LLaVA layout; peft prepends base_model.model.)
 PROJECTOR, TOWER, LLM = "multi_modal_projector", "vision_tower", "language_model"
 
@@ -317,7 +319,7 @@ def train_stage(
         # one writer: rank 0 builds the file while the other ranks wait, then they read it
         with args.main_process_first(local=False, desc="vision feature cache"):
             cache = FeatureCache.build_or_load(
-                model, processor.image_processor, dataset.images, stage_dir / "features.safetensors",
+                model, processor.image_processor, dataset.images, run_dir / FEATURES_DIR,
                 write=args.process_index == 0,
             )
     collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
