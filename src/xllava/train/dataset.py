@@ -26,9 +26,9 @@ PARALLEL_MIN_SAMPLES = 16 * ENCODE_BATCH
 _job: tuple | None = None
 
 
-def _encode_chunk(start: int) -> list[Encoded]:
-    samples, tokenizer, image_token_id, n_image_tokens, max_length = _job
-    return encode_samples(samples[start : start + ENCODE_BATCH], tokenizer, image_token_id, n_image_tokens, max_length)
+def _encode_chunk(i: int) -> list[Encoded]:
+    chunks, tokenizer, image_token_id, n_image_tokens, max_length = _job
+    return encode_samples(chunks[i], tokenizer, image_token_id, n_image_tokens, max_length)
 
 
 def encode_workers(n_samples: int) -> int:
@@ -66,18 +66,16 @@ def encoded_chunks(
 ) -> Iterator[tuple[list[Sample], list[Encoded]]]:
     """(chunk, its encodings) in order; with workers > 0 the chunks are encoded by forked processes.
     A bad sample's DataError comes back from its worker as it was raised."""
-    starts = range(0, len(samples), ENCODE_BATCH)
+    chunks = [samples[start : start + ENCODE_BATCH] for start in range(0, len(samples), ENCODE_BATCH)]
     if workers <= 0:
-        for start in starts:
-            chunk = samples[start : start + ENCODE_BATCH]
+        for chunk in chunks:
             yield chunk, encode_samples(chunk, tokenizer, image_token_id, n_image_tokens, max_length)
         return
     global _job
-    _job = (samples, tokenizer, image_token_id, n_image_tokens, max_length)
+    _job = (chunks, tokenizer, image_token_id, n_image_tokens, max_length)
     try:
         with _tokenizers_serial(), multiprocessing.get_context("fork").Pool(workers) as pool:
-            for start, encoded in zip(starts, pool.imap(_encode_chunk, starts), strict=True):
-                yield samples[start : start + ENCODE_BATCH], encoded
+            yield from zip(chunks, pool.imap(_encode_chunk, range(len(chunks))), strict=True)
     finally:
         _job = None
 

@@ -21,16 +21,16 @@ from transformers import LlavaForConditionalGeneration
 
 def select_features(model: LlavaForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
     """Tower hidden states at `vision_feature_layer`, CLS dropped for the "default" strategy."""
-    inner = model.model
-    config = model.config
-    out = inner.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-    layers = config.vision_feature_layer
-    if isinstance(layers, int):
-        layers = [layers]
-    picked = [out.hidden_states[i] for i in layers]
-    if config.vision_feature_select_strategy == "default":
+    out = model.model.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
+    picked = [out.hidden_states[i] for i in _feature_layers(model)]
+    if model.config.vision_feature_select_strategy == "default":
         picked = [h[:, 1:] for h in picked]
     return torch.cat(picked, dim=-1)
+
+
+def _feature_layers(model: LlavaForConditionalGeneration) -> list[int]:
+    layers = model.config.vision_feature_layer
+    return [layers] if isinstance(layers, int) else list(layers)
 
 
 def load_pixels(image_processor, paths: list[Path]) -> torch.Tensor:
@@ -57,9 +57,8 @@ def image_digest(path: Path) -> str:
 class FeatureCache:
     """Features of a fixed list of images, row i = image i."""
 
-    def __init__(self, features: torch.Tensor, index: dict[str, int]):
+    def __init__(self, features: torch.Tensor):
         self.features = features
-        self.index = index
 
     def rows(self, images: list[int]) -> torch.Tensor:
         return self.features[images]
@@ -82,9 +81,7 @@ class FeatureCache:
         Images the file lacks are computed and the file is rewritten with them (atomically). Under
         several processes only rank 0 writes (write=True) and the others load after it
         (write=False); a reader that finds rows missing fails rather than write a second copy."""
-        index = {str(p): i for i, p in enumerate(images)}
-        layers = model.config.vision_feature_layer
-        layers = "_".join(str(x) for x in ([layers] if isinstance(layers, int) else layers))
+        layers = "_".join(str(x) for x in _feature_layers(model))
         selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
         path = Path(folder) / f"vision-{selection}.safetensors"
         digests = [image_digest(p) for p in images]
@@ -102,9 +99,9 @@ class FeatureCache:
                     f"feature cache {path} lacks {len(missing)} images after rank 0 built it: "
                     "the run directory must be on a filesystem that every node shares"
                 )
-            first_path = {d: p for d, p in zip(reversed(digests), reversed(images), strict=True)}
-            new = _features(model, image_processor, [first_path[d] for d in missing], batch_size)
-            stored = torch.cat([stored, new]) if len(row_of) else new
+            path_of = dict(zip(digests, images, strict=True))  # any path of the same bytes will do
+            new = _features(model, image_processor, [path_of[d] for d in missing], batch_size)
+            stored = torch.cat([stored, new]) if row_of else new
             row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -112,9 +109,7 @@ class FeatureCache:
             save_file({"features": stored.contiguous()}, str(tmp),
                       metadata={"selection": selection, "images": json.dumps(order)})
             tmp.rename(path)
-        if not images:
-            return cls(torch.empty(0), index)
-        return cls(stored[torch.tensor([row_of[d] for d in digests])], index)
+        return cls(stored[torch.tensor([row_of[d] for d in digests], dtype=torch.long)])
 
 
 def _features(model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int) -> torch.Tensor:
