@@ -173,6 +173,9 @@ class LlavaStageTrainer(Trainer):
                 betas=(self.args.adam_beta1, self.args.adam_beta2),
                 eps=self.args.adam_epsilon,
                 weight_decay=self.args.weight_decay,
+                # one kernel over all parameters (on a CPU the default is a Python loop over them:
+                # 11 -> 6 ms a step for the tiny LLM); the engines that shard weights bring their own
+                fused=not (self.is_fsdp_enabled or self.is_deepspeed_enabled),
             )
         return self.optimizer
 

@@ -27,6 +27,7 @@ from xllava.config import TowerConfig, VisionConfig, WorldConfig
 from xllava.io import atomic_directory
 from xllava.model.towers import READOUT_FILE, load_tower
 from xllava.train.features import load_pixels
+from xllava.train.patch_matmul import patches_as_matmul
 from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
 from xllava.world.render import render
 from xllava.world.scene import PREDICATES, Scene, generate_scene
@@ -174,7 +175,9 @@ def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_
     train_labels, held_labels = scene_labels(train, grid), scene_labels(held_out, grid)
     probes = Probes(model.config.hidden_size, grid)
     params = [*model.parameters(), *probes.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    # fused: one kernel for all parameters (the default on a CPU is a Python loop over them); with
+    # the patch matmul it took a tower step from ~106 to ~80 ms on 2 CPU cores
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, fused=True)
     steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
 
@@ -185,23 +188,24 @@ def pretrain_tower(vision: VisionConfig, cfg: TowerConfig, world_dir: Path, out_
     order = list(range(len(train)))
     rng = random.Random(cfg.seed)
     losses = []
-    bar = tqdm(total=steps, desc="tower pretraining", unit="step")
-    model.train()
-    for _ in range(cfg.epochs):
-        rng.shuffle(order)
-        for start in range(0, len(order), cfg.batch_size):
-            rows = torch.tensor(order[start : start + cfg.batch_size])
-            loss = _loss(probes(tokens(train_pixels[rows])), train_labels, rows)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            bar.update()
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    bar.close()
-    model.eval()
+    with patches_as_matmul(model):
+        bar = tqdm(total=steps, desc="tower pretraining", unit="step")
+        model.train()
+        for _ in range(cfg.epochs):
+            rng.shuffle(order)
+            for start in range(0, len(order), cfg.batch_size):
+                rows = torch.tensor(order[start : start + cfg.batch_size])
+                loss = _loss(probes(tokens(train_pixels[rows])), train_labels, rows)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+                bar.update()
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.close()
+    model.eval()  # the probe reads the tower as it is saved, convolution and all
     with torch.no_grad():
         rows = torch.arange(len(held_out))
         probe_acc = _accuracy(probes(tokens(held_pixels)), held_labels, rows)
