@@ -70,8 +70,22 @@ def test_changed_stage_config_redoes_that_stage_and_later_ones(fast_run: Path, t
 
     a = fast_recipe(tmp_path)
     b = fast_recipe(tmp_path, "align.lr=0.5")
-    assert stage_hash(a, "world", "") == stage_hash(b, "world", "")
-    assert stage_hash(a, "align", "w") != stage_hash(b, "align", "w")
+    assert stage_hash(a, "world", {}) == stage_hash(b, "world", {})
+    assert stage_hash(a, "align", {"world": "w"}) != stage_hash(b, "align", {"world": "w"})
+    assert stage_hash(a, "align", {"world": "w"}) != stage_hash(a, "align", {"world": "v"})
+
+
+def test_stage_hashes_follow_what_each_stage_reads(tmp_path: Path) -> None:
+    from xllava.pipeline import stage_digests
+
+    base = dict(stage_digests(fast_recipe(tmp_path)))
+    seed = dict(stage_digests(fast_recipe(tmp_path, "model.llm.scratch.seed=7")))
+    # the tower reads the world and the vision config only: an LLM seed sweep shares it
+    assert {s for s in base if base[s] == seed[s]} == {"world", "datagen", "tower"}
+    vision = dict(stage_digests(fast_recipe(tmp_path, "model.vision.num_hidden_layers=2")))
+    assert {s for s in base if base[s] == vision[s]} == {"world", "datagen", "vocab"}
+    world = dict(stage_digests(fast_recipe(tmp_path, "world.seed=3")))
+    assert not {s for s in base if base[s] == world[s]}
 
 
 def test_partial_predictions_resume(fast_run: Path, tmp_path: Path) -> None:

@@ -33,15 +33,23 @@ UV_FLAGS = {
 }
 
 
+# the sections of pip's configuration an install reads, lowest precedence first (pip's option parser
+# reads [global], then the command's own section, then the PIP_* environment variables)
+SECTIONS = ("global", "install", ":env:")
+
+
 def pip_settings() -> dict[str, str]:
-    """pip's effective settings: `pip config list` prints files then environment, later ones winning."""
+    """pip's effective install settings, from `pip config list` (which merges the files per section)."""
     listing = subprocess.run([*PIP, "config", "list"], capture_output=True, text=True, check=True).stdout
-    settings: dict[str, str] = {}
+    found: dict[str, tuple[int, str]] = {}
     for line in listing.splitlines():
         name, sep, value = line.partition("=")
-        if sep:
-            settings[name.rsplit(".", 1)[-1]] = ast.literal_eval(value)
-    return settings
+        section, _, key = name.rpartition(".")
+        if sep and section in SECTIONS:
+            rank = SECTIONS.index(section)
+            if key not in found or rank >= found[key][0]:
+                found[key] = (rank, ast.literal_eval(value))
+    return {key: value for key, (_, value) in found.items()}
 
 
 def uv_command(args: list[str], settings: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -61,8 +69,8 @@ def uv_command(args: list[str], settings: dict[str, str]) -> tuple[list[str], di
 def main(args: list[str]) -> int:
     quiet = ["-q"]
     try:
-        if importlib.util.find_spec("uv") is None:
-            subprocess.run([*PIP, "install", *quiet, "uv"], check=True)
+        if importlib.util.find_spec("uv") is None:  # -qq: pip warns of each local index without uv
+            subprocess.run([*PIP, "install", "-qq", "uv"], check=True)
         command, env = uv_command(args, pip_settings())
         subprocess.run([*command, *quiet], env=env, check=True)
         return 0

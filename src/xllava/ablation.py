@@ -79,7 +79,9 @@ def variant_recipe(plan: AblationPlan, base: Path, variant: Variant) -> Recipe:
 
 
 def share_finished_stages(recipe: Recipe, donors: list[Recipe], log=print) -> list[str]:
-    """Copy into `recipe`'s run directory every leading stage a donor finished with the same hash."""
+    """Copy into `recipe`'s run directory every stage a donor finished with the same hash (the hash
+    covers everything the stage reads, so a stage after one that differs may still be shared: the
+    tower, when variants differ only in the LLM)."""
     copied: list[str] = []
     for stage, digest in stage_digests(recipe):
         target = recipe.run_dir / stage
@@ -90,8 +92,10 @@ def share_finished_stages(recipe: Recipe, donors: list[Recipe], log=print) -> li
             (d.run_dir / stage for d in donors if (read_manifest(d.run_dir / stage) or {}).get("config_hash") == digest),
             None,
         )
-        if donor_dir is None or stage in ("eval", "report"):
-            break  # later stages depend on this one, which this variant must compute itself
+        if stage in ("eval", "report"):
+            break  # each variant evaluates and reports on its own model
+        if donor_dir is None:
+            continue  # this variant computes it; a later stage that does not read it may still be shared
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(donor_dir, target, symlinks=True)

@@ -1,8 +1,9 @@
 """`xllava run RECIPE`: the stages in order, skipping completed ones, resuming an interrupted one.
 
 A stage is complete when its directory holds `manifest.json` whose config hash matches: the hash
-covers the stage's own config and the hash of the stage before it, so changing the world redoes
-everything after it. A stage without a manifest is resumed (training restarts from its last
+covers the stage's own config, the recipe fields it reads and the hashes of the stages whose outputs
+it reads (STAGE_READS), so changing the world redoes everything after it, and changing the LLM redoes
+everything but the world, the generated data and the tower. A stage without a manifest is resumed (training restarts from its last
 complete checkpoint). Each stage directory also holds the resolved config that made it.
 """
 
@@ -50,33 +51,50 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def stage_hash(recipe: Recipe, stage: str, upstream: str) -> str:
-    section = {
-        "world": recipe.world,
-        "datagen": recipe.datagen,
-        "vocab": recipe.vocab,
-        "lm": recipe.lm,
-        "tower": recipe.tower,
-        "align": recipe.align,
-        "instruct": recipe.instruct,
-        "eval": recipe.eval,
-        "report": None,
-    }[stage]
-    payload = {"upstream": upstream, "config": section.model_dump(mode="json") if section else None}
-    if stage in ("tower", "align"):  # the assembled model is part of their input
-        payload["model"] = recipe.model.model_dump(mode="json")
-    if stage in ("vocab", "lm"):  # the LLM whose tokenizer and embeddings they change
-        payload["llm"] = recipe.model.llm.model_dump(mode="json")
+# What each stage reads, so that its hash covers that and no more: recipe fields besides its own
+# section, and the stages whose outputs it opens (their hashes cover their own inputs in turn; a stage
+# the recipe does not run adds nothing). A from-scratch LLM's tokenizer is learned on the training
+# texts (Pipeline._world_texts), so vocab and lm read the data lists. The tower reads only the world
+# and the vision config: runs that differ in the LLM, its seed included, share it.
+STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "world": ((), ()),
+    "datagen": ((), ("world",)),
+    "vocab": (("model.llm", "align.data", "instruct.data"), ("world", "datagen")),
+    "lm": (("model.llm", "align.data", "instruct.data"), ("world", "datagen", "vocab")),
+    "tower": (("model.vision",), ("world",)),
+    "align": (("model",), ("world", "datagen", "vocab", "lm", "tower")),
+    "instruct": (("model",), ("world", "datagen", "vocab", "lm", "tower", "align")),
+    "eval": ((), ("world", "datagen", "vocab", "lm", "tower", "align", "instruct")),
+    "report": ((), ("world", "datagen", "vocab", "lm", "tower", "align", "instruct", "eval")),
+}
+
+
+def _recipe_field(recipe: Recipe, dotted: str):
+    value = recipe
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+def stage_hash(recipe: Recipe, stage: str, upstream: dict[str, str]) -> str:
+    """The hash of `stage`'s own section, the recipe fields it reads and the hashes of the stages it
+    reads (`upstream`: stage -> hash, for the stages before it in the run)."""
+    fields, reads = STAGE_READS[stage]
+    section = getattr(recipe, stage) if stage != "report" else None
+    payload = {
+        "config": section.model_dump(mode="json") if section is not None else None,
+        "reads": {name: _recipe_field(recipe, name) for name in fields},
+        "upstream": {name: upstream[name] for name in reads if name in upstream},
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_digests(recipe: Recipe) -> list[tuple[str, str]]:
-    """(stage, config hash) in run order; each hash covers the stages before it."""
-    out, upstream = [], ""
+    """(stage, config hash) in run order; each hash covers the stages it reads (STAGE_READS)."""
+    digests: dict[str, str] = {}
     for stage in recipe.stages:
-        upstream = stage_hash(recipe, stage, upstream)
-        out.append((stage, upstream))
-    return out
+        digests[stage] = stage_hash(recipe, stage, digests)
+    return list(digests.items())
 
 
 def read_manifest(stage_dir: Path) -> dict | None:
