@@ -20,7 +20,7 @@ from transformers.trainer_callback import ProgressCallback, TrainerState
 
 from xllava.io import atomic_directory
 from xllava.lm.config import LmConfig
-from xllava.train.stage import last_complete_checkpoint
+from xllava.train.stage import last_complete_checkpoint, trainer_adamw
 
 
 def base_vocab_size(llm_dir: Path) -> int | None:
@@ -78,9 +78,7 @@ class LmTrainer(Trainer):
             {"params": [p for n, p in params if not _embedding_param(n)], "lr": self.args.learning_rate},
             {"params": [p for n, p in params if _embedding_param(n)], "lr": self.embedding_lr},
         ]
-        self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], betas=(self.args.adam_beta1, self.args.adam_beta2),
-            eps=self.args.adam_epsilon, weight_decay=self.args.weight_decay)
+        self.optimizer = trainer_adamw(self, [g for g in groups if g["params"]])
         return self.optimizer
 
 
