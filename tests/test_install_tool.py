@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "install.py"
 spec = importlib.util.spec_from_file_location("xllava_install_tool", TOOL)
 install = importlib.util.module_from_spec(spec)
@@ -48,3 +50,17 @@ def test_pip_settings_are_read_from_pip_itself(tmp_path, monkeypatch):
     conf.write_text("[global]\nextra-index-url = file:///opt/a/simple\n    file:///opt/b/simple\n")
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     assert install.pip_settings()["extra-index-url"].split() == ["file:///opt/a/simple", "file:///opt/b/simple"]
+
+
+def test_sections_rank_by_pip_precedence_and_an_unknown_format_is_refused():
+    listing = "\n".join([
+        ":env:.find-links='/env/wheels'",
+        "global.find-links='/global/wheels'",
+        "global.extra-index-url='file:///a file:///b'",
+        "install.constraint='/install/c.txt'",
+        "download.dest='/elsewhere'",  # another command's section: not an install setting
+    ])
+    assert install.parse_pip_config(listing) == {
+        "find-links": "/env/wheels", "extra-index-url": "file:///a file:///b", "constraint": "/install/c.txt"}
+    with pytest.raises(ValueError, match="unexpected line"):
+        install.parse_pip_config("find-links: /opt/wheels")

@@ -41,11 +41,21 @@ SECTIONS = ("global", "install", ":env:")
 def pip_settings() -> dict[str, str]:
     """pip's effective install settings, from `pip config list` (which merges the files per section)."""
     listing = subprocess.run([*PIP, "config", "list"], capture_output=True, text=True, check=True).stdout
+    return parse_pip_config(listing)
+
+
+def parse_pip_config(listing: str) -> dict[str, str]:
+    """`section.key='value'` lines -> {key: value}, the highest-precedence section winning. A listing
+    in another format raises ValueError (and pip installs): uv without this machine's indexes could
+    pull a multi-GB CUDA torch from PyPI."""
     found: dict[str, tuple[int, str]] = {}
-    for line in listing.splitlines():
+    lines = [line for line in listing.splitlines() if line.strip()]
+    for line in lines:
         name, sep, value = line.partition("=")
         section, _, key = name.rpartition(".")
-        if sep and section in SECTIONS:
+        if not (sep and section and key):
+            raise ValueError(f"pip config list: unexpected line {line!r}")
+        if section in SECTIONS:
             rank = SECTIONS.index(section)
             if key not in found or rank >= found[key][0]:
                 found[key] = (rank, ast.literal_eval(value))
