@@ -49,8 +49,7 @@ def parse_pip_config(listing: str) -> dict[str, str]:
     in another format raises ValueError (and pip installs): uv without this machine's indexes could
     pull a multi-GB CUDA torch from PyPI."""
     found: dict[str, tuple[int, str]] = {}
-    lines = [line for line in listing.splitlines() if line.strip()]
-    for line in lines:
+    for line in filter(str.strip, listing.splitlines()):
         name, sep, value = line.partition("=")
         section, _, key = name.rpartition(".")
         if not (sep and section and key):
@@ -71,8 +70,9 @@ def uv_command(args: list[str], settings: dict[str, str]) -> tuple[list[str], di
     env = dict(os.environ)
     if "cert" in settings:
         env["SSL_CERT_FILE"] = settings["cert"]
-    if "timeout" in settings or "default-timeout" in settings:
-        env["UV_HTTP_TIMEOUT"] = settings.get("timeout", settings.get("default-timeout", ""))
+    timeout = settings.get("timeout") or settings.get("default-timeout")  # pip's two names for it
+    if timeout:
+        env["UV_HTTP_TIMEOUT"] = timeout
     return [*command, *args], env
 
 

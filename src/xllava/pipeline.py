@@ -2,9 +2,9 @@
 
 A stage is complete when its directory holds `manifest.json` whose config hash matches: the hash
 covers the stage's own config, the recipe fields it reads and the hashes of the stages whose outputs
-it reads (STAGE_READS), so changing the world redoes everything after it, and changing the LLM redoes
-everything but the world, the generated data and the tower. A stage without a manifest is resumed (training restarts from its last
-complete checkpoint). Each stage directory also holds the resolved config that made it.
+it reads (STAGE_READS), so changing the world redoes everything after it, and changing the LLM
+redoes everything but the world, the generated data and the tower. A stage without a manifest is
+resumed (training restarts from its last complete checkpoint). Each stage directory also holds the resolved config that made it.
 """
 
 from __future__ import annotations
