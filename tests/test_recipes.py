@@ -114,3 +114,12 @@ def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) ->
     limit = {"chatml": 10, "llama2": 10}[family]  # unlearned, chatml alone is 20
     assert frame_tokens <= limit, (family, tok.tokenize(framed))
     assert get_family(family).frame_text
+
+
+def test_warmup_ratio_is_a_fraction_of_the_run(tmp_path: Path) -> None:
+    # transformers 5 takes the fraction through warmup_steps; a whole number there would mean steps
+    from xllava.train.stage import training_arguments
+
+    recipe = load_recipe(RECIPES[0], ["instruct.warmup_ratio=0.1"])
+    args = training_arguments(recipe.instruct, tmp_path, has_text_only=False)
+    assert args.get_warmup_steps(2000) == 200

@@ -248,6 +248,7 @@ def training_arguments(cfg: TrainStageConfig, stage_dir: Path, has_text_only: bo
         max_steps=cfg.max_steps,
         learning_rate=cfg.lr,
         lr_scheduler_type=cfg.scheduler,
+        # transformers 5 reads a warmup_steps below 1 as a fraction of the run (warmup_ratio is deprecated)
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,

@@ -8,7 +8,7 @@ SmolLM2's 30 layers about 3% (bench/train_throughput.py measures both). The loss
 equal the full forward's (tests/test_supervised_tail.py).
 
 Written by hand because no library does this: HF runs every layer at every position. Only for the
-decoder layouts in DECODER_ROTARY (Llama's: pre-norm attention and MLP, rotary queries and keys,
+decoder layouts in DECODER_ROTATE_HALF (Llama's: pre-norm attention and MLP, rotary queries and keys,
 full causal attention). For any other layout, a sliding window, or a layer whose weights an engine
 shards (FSDP, ZeRO-3), `supports_supervised_tail` is false and the caller takes the full forward.
 """
@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from transformers.models.llama import modeling_llama
 from transformers.models.qwen2 import modeling_qwen2
 
-# decoder class name -> the rotary function its attention applies (the module's own, not a copy)
-DECODER_ROTARY: dict[str, Callable] = {
-    "LlamaDecoderLayer": modeling_llama.apply_rotary_pos_emb,
-    "Qwen2DecoderLayer": modeling_qwen2.apply_rotary_pos_emb,
+# decoder class name -> the rotate_half its attention's rotary embedding uses (the module's own, not a
+# copy). Its apply_rotary_pos_emb rotates queries and keys together; here they sit at different
+# positions, and calling it once for each would rotate every tensor twice.
+DECODER_ROTATE_HALF: dict[str, Callable] = {
+    "LlamaDecoderLayer": modeling_llama.rotate_half,
+    "Qwen2DecoderLayer": modeling_qwen2.rotate_half,
 }
 ATTENTION_IMPLEMENTATIONS = {"sdpa", "eager"}
 
@@ -42,7 +44,7 @@ class _LastLayerReached(Exception):
 def supports_supervised_tail(decoder: torch.nn.Module) -> bool:
     """Whether `decoder` (the HF base model of the LLM, e.g. LlamaModel) can take the sparse tail."""
     layers = getattr(decoder, "layers", None)
-    if not layers or type(layers[-1]).__name__ not in DECODER_ROTARY:  # FSDP2 renames the class
+    if not layers or type(layers[-1]).__name__ not in DECODER_ROTATE_HALF:  # FSDP2 renames the class
         return False
     config = decoder.config
     if getattr(config, "_attn_implementation", None) not in ATTENTION_IMPLEMENTATIONS:
@@ -89,7 +91,11 @@ def supervised_tail_logits(
     hidden, (cos, sin) = hidden_before_last_layer(decoder, embeds, attention_mask)
     layer = decoder.layers[-1]
     attn = layer.self_attn
-    rotary = DECODER_ROTARY[type(layer).__name__]
+    rotate_half = DECODER_ROTATE_HALF[type(layer).__name__]
+
+    def rotary(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:  # [b, heads, n, d]
+        return t * cos[:, None] + rotate_half(t) * sin[:, None]
+
     batch, seq, _ = hidden.shape
 
     # the kept positions of each row, left-aligned into [batch, most]; the rest point at 0 (unused)
@@ -104,13 +110,13 @@ def supervised_tail_logits(
     head_dim = attn.head_dim
     keys = attn.k_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
     values = attn.v_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
-    _, keys = rotary(keys, keys, cos, sin)
+    keys = rotary(keys, cos, sin)
 
     def at_rows(t: torch.Tensor) -> torch.Tensor:  # [b, seq, d] -> [b, most, d]
         return t.expand(batch, -1, -1).gather(1, rows[..., None].expand(-1, -1, t.shape[-1]))
 
     queries = attn.q_proj(at_rows(normed)).view(batch, most, -1, head_dim).transpose(1, 2)
-    queries, _ = rotary(queries, queries, at_rows(cos), at_rows(sin))
+    queries = rotary(queries, at_rows(cos), at_rows(sin))
 
     # causal over real tokens; padded query slots see position 0 only, so no row is all masked
     allowed = (positions[None, None, :] <= rows[..., None]) & attention_mask.bool()[:, None, :]
