@@ -116,10 +116,14 @@ def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) ->
     assert get_family(family).frame_text
 
 
-def test_warmup_ratio_is_a_fraction_of_the_run(tmp_path: Path) -> None:
-    # transformers 5 takes the fraction through warmup_steps; a whole number there would mean steps
+def test_stage_settings_reach_the_trainer(tmp_path: Path) -> None:
+    # transformers 5 takes the warmup fraction through warmup_steps; a whole number there means steps
     from xllava.train.stage import training_arguments
 
-    recipe = load_recipe(RECIPES[0], ["instruct.warmup_ratio=0.1"])
+    recipe = load_recipe(RECIPES[0], ["instruct.warmup_ratio=0.1", "instruct.adam_beta2=0.95",
+                                      "instruct.weight_decay=0.2"])
     args = training_arguments(recipe.instruct, tmp_path, has_text_only=False)
     assert args.get_warmup_steps(2000) == 200
+    assert (args.adam_beta2, args.weight_decay) == (0.95, 0.2)
+    with pytest.raises(ValueError, match="adam_beta2"):
+        load_recipe(RECIPES[0], ["instruct.adam_beta2=1.0"])

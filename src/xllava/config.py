@@ -187,6 +187,7 @@ class TrainStageConfig(Strict):
     train_projector: bool = True
     vision_lr: float | None = None  # default: lr
     weight_decay: float = 0.0
+    adam_beta2: float = Field(0.999, gt=0, lt=1)  # AdamW's second-moment decay (LLM pretraining often takes 0.95)
     warmup_ratio: float = 0.03
     scheduler: str = "cosine"
     llm_mode: Literal["frozen", "lora", "full"] = "frozen"

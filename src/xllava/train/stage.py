@@ -251,6 +251,7 @@ def training_arguments(cfg: TrainStageConfig, stage_dir: Path, has_text_only: bo
         # transformers 5 reads a warmup_steps below 1 as a fraction of the run (warmup_ratio is deprecated)
         warmup_steps=cfg.warmup_ratio,
         weight_decay=cfg.weight_decay,
+        adam_beta2=cfg.adam_beta2,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
         save_total_limit=2,
