@@ -91,6 +91,33 @@ def test_scratch_llm_init_depends_on_its_seed_only(tmp_path: Path) -> None:
     assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], c["model.layers.0.self_attn.q_proj.weight"])
 
 
+def test_built_base_llm_is_rebuilt_when_its_source_changes(tmp_path: Path) -> None:
+    """A run dir keeps base/llm across runs: a new seed or new training text must not reuse the old
+    one (a seed sweep in one run dir otherwise trains every seed from the first one's weights)."""
+    from safetensors.torch import load_file
+
+    from xllava.config import LLMConfig, ScratchLLMConfig
+    from xllava.model.llm_sources import materialise_llm
+
+    texts = ["a red ball is at the top left", "빨간 공은 왼쪽 위에 있어요"] * 50
+    out = tmp_path / "llm"
+
+    def build(seed: int, corpus: list[str]) -> tuple[dict, str, float]:
+        scratch = ScratchLLMConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=2, seed=seed)
+        materialise_llm(LLMConfig(source="scratch", scratch=scratch), out, iter(corpus))
+        weights = load_file(str(out / "model.safetensors"))
+        return weights, (out / "tokenizer.json").read_text(), (out / "model.safetensors").stat().st_mtime_ns
+
+    first, vocab, built = build(0, texts)
+    assert build(0, texts)[2] == built  # same source: kept, not rebuilt
+    other, _, _ = build(1, texts)
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not (other[key] == first[key]).all()
+    _, new_vocab, _ = build(1, ["the blue kite is below the green tree"] * 100)
+    assert new_vocab != vocab
+
+
 @pytest.mark.parametrize("family", ["chatml", "llama2"])
 def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) -> None:
     """A from-scratch tokenizer must not spell the template's role words byte by byte on every turn."""

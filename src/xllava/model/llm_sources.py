@@ -6,6 +6,7 @@ only ever read `from_pretrained(dir)`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -29,20 +30,42 @@ from xllava.model.families import get_family
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+SOURCE_STAMP = "xllava_source.json"
+
+
+def source_stamp(cfg: LLMConfig, texts: list[str] | None) -> dict:
+    """What a built base LLM was made from: a directory whose stamp differs is stale and is rebuilt."""
+    if cfg.source == "smollm2_gguf":
+        return {"source": cfg.source, "file": SMOLLM2_GGUF}
+    digest = hashlib.sha256()
+    for text in texts or []:
+        digest.update(text.encode("utf-8") + b"\0")
+    # the tokenizer is learned on the texts and the family's frame; the weights follow the seed and sizes
+    return {"source": cfg.source, "family": cfg.family, **cfg.scratch.model_dump(mode="json"),
+            "texts_sha256": digest.hexdigest()}
+
+
 def materialise_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str] | None = None) -> Path:
-    """Return a HF causal-LM directory for the configured source, building it under out_dir if needed."""
+    """Return a HF causal-LM directory for the configured source, building it under out_dir unless
+    one built from the same source, settings and texts is there already."""
     if cfg.source == "hf":
         path = Path(cfg.path or "")
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"model.llm.path {path} has no config.json (not a HF model directory)")
         return path
-    if (out_dir / "config.json").exists():
+    if cfg.source == "scratch" and texts is None:
+        raise ValueError("a from-scratch LLM needs text to learn its tokenizer from")
+    texts = list(texts) if cfg.source == "scratch" else None
+    stamp = source_stamp(cfg, texts)
+    stamp_file = out_dir / SOURCE_STAMP
+    if (out_dir / "config.json").exists() and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
         return out_dir
     if cfg.source == "smollm2_gguf":
-        return convert_smollm2_gguf(out_dir)
-    if texts is None:
-        raise ValueError("a from-scratch LLM needs text to learn its tokenizer from")
-    return build_scratch_llm(cfg, out_dir, texts)
+        convert_smollm2_gguf(out_dir)
+    else:
+        build_scratch_llm(cfg, out_dir, texts)
+    stamp_file.write_text(json.dumps(stamp, indent=1))
+    return out_dir
 
 
 def convert_smollm2_gguf(out_dir: Path) -> Path:
@@ -123,5 +146,4 @@ def build_scratch_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str]) -> Pa
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "xllava_source.json").write_text(json.dumps({"source": "scratch", **s.model_dump()}, indent=1))
     return out_dir
