@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,6 +35,7 @@ from xllava.pipeline import Pipeline  # noqa: E402
 from xllava.train.data import load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
+from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.stage import configure_trainable  # noqa: E402
 
@@ -46,18 +48,30 @@ def padded_tokens(dataset, batch_list: list[list[int]]) -> int:
     return sum(len(ids) * max(dataset.lengths[j] for j in ids) for ids in batch_list)
 
 
-def measure(name, model, dataset, collator, warmup, timed, epoch, step_fn) -> float:
+def padded_to(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a collated micro-batch to the width of the whole batch it was cut from."""
+    extra = width - batch["input_ids"].shape[1]
+    if extra <= 0:
+        return batch
+    fill = {"input_ids": pad_id, "labels": IGNORE, "attention_mask": 0}
+    return {k: F.pad(v, (0, extra), value=fill[k]) if k in fill else v for k, v in batch.items()}
+
+
+def measure(name, model, dataset, collator, warmup, timed, epoch, step_fn, micro_batch=None) -> float:
     """Samples/s over `epoch` (a list of batches), estimated from the time of its `timed` batches
-    scaled by padded tokens, after one untimed `warmup` batch (the same one for both sides)."""
+    scaled by padded tokens, after one untimed `warmup` batch (the same one for both sides).
+    `micro_batch` runs each batch in parts padded to the whole batch's width: the batch's compute
+    in a part of its memory."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     model.train()
     for i, ids in enumerate([warmup, *timed]):
         if i == 1:
             started = time.perf_counter()
-        batch = collator([dataset[j] for j in ids])
-        loss = step_fn(model, batch)
-        loss.backward()
+        width = max(dataset.lengths[j] for j in ids)
+        for part in batches(ids, micro_batch or len(ids)):
+            loss = step_fn(model, padded_to(collator([dataset[j] for j in part]), width, collator.pad_token_id))
+            (loss * len(part) / len(ids)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - started
@@ -78,6 +92,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="recipes/smol.yaml")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="run each batch in parts of this many samples, padded to the batch's width "
+                             "(the same compute in less memory: the smol recipe's batch of 16 on a 24 GB machine)")
     parser.add_argument("--samples", type=int, default=512, help="stage-2 samples drawn from the world")
     parser.add_argument("--run-dir", default=None, help="reuse a run directory (world + base model)")
     args = parser.parse_args()
@@ -92,6 +109,8 @@ def main() -> None:
     init = pipe.base_model_dir()
     cfg = recipe.instruct
     batch_size = args.batch_size or cfg.batch_size
+    if args.micro_batch and batch_size % args.micro_batch:
+        parser.error(f"--micro-batch {args.micro_batch} does not divide the batch size {batch_size}")
 
     model, processor = load_llava(init)
     samples = load_samples([run_dir / p for p in cfg.data])
@@ -103,7 +122,7 @@ def main() -> None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     print(f"recipe {args.recipe}: {sum(p.numel() for p in base.parameters()) / 1e6:.1f}M params, trained {trained}, "
           f"vocab {base.config.text_config.vocab_size}, {len(dataset)} samples of {len(dataset.images)} images, "
-          f"batch {batch_size}, {args.steps} steps, torch threads {torch.get_num_threads()}")
+          f"batch {batch_size} (micro-batches {args.micro_batch or batch_size}), {args.steps} steps, torch threads {torch.get_num_threads()}")
 
     # Throughput over one epoch of the same samples, each side batching them its own way: naive in
     # random order, xllava grouped by length over the whole set, as training does. An epoch of the
@@ -128,7 +147,7 @@ def main() -> None:
         return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
 
-    naive = measure("naive", model, dataset, pixels, warmup, across(naive_epoch), naive_epoch, naive_step)
+    naive = measure("naive", model, dataset, pixels, warmup, across(naive_epoch), naive_epoch, naive_step, args.micro_batch)
 
     # xllava: the cache is built inside the timed region, over the images the timed steps touch
     timed = across(grouped_epoch)
@@ -143,7 +162,7 @@ def main() -> None:
 
     if cfg.llm_attention is not None:
         base.set_attn_implementation({"text_config": cfg.llm_attention})
-    ours = measure("xllava", model, dataset, cached, warmup, timed, grouped_epoch, xllava_step)
+    ours = measure("xllava", model, dataset, cached, warmup, timed, grouped_epoch, xllava_step, args.micro_batch)
     # charge the cache to the epoch: built once, for every image of the set
     with_cache = len(dataset) / (len(dataset) / ours + cache_seconds)
     print(f"feature cache: {cache_seconds:.1f} s for {len(dataset.images)} images; "
