@@ -35,7 +35,7 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench
 
 bench: venv
-	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py
+	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py --recipe recipes/smol.yaml --batch-size 16 --micro-batch 4 --steps 4
 
 clean:
 	rm -rf $(VENV) runs
