@@ -102,7 +102,7 @@ def test_built_base_llm_is_rebuilt_when_its_source_changes(tmp_path: Path) -> No
     texts = ["a red ball is at the top left", "빨간 공은 왼쪽 위에 있어요"] * 50
     out = tmp_path / "llm"
 
-    def build(seed: int, corpus: list[str]) -> tuple[dict, str, float]:
+    def build(seed: int, corpus: list[str]) -> tuple[dict, str, int]:
         scratch = ScratchLLMConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                    num_attention_heads=2, num_key_value_heads=2, seed=seed)
         materialise_llm(LLMConfig(source="scratch", scratch=scratch), out, iter(corpus))

@@ -1,7 +1,9 @@
-"""Writing artifact directories so that a killed process never leaves a half-written one behind."""
+"""Writing artifact directories so that a killed process never leaves a half-written one behind,
+and stamping a built directory with what it was built from."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,3 +21,12 @@ def atomic_directory(out_dir: Path) -> Iterator[Path]:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
+
+
+def stamp_matches(stamp_file: Path, made_from: dict) -> bool:
+    """Whether the directory holding stamp_file was built from `made_from` (see write_stamp)."""
+    return stamp_file.exists() and json.loads(stamp_file.read_text(encoding="utf-8")) == made_from
+
+
+def write_stamp(stamp_file: Path, made_from: dict) -> None:
+    stamp_file.write_text(json.dumps(made_from, indent=1, sort_keys=True), encoding="utf-8")

@@ -4,7 +4,8 @@ A stage is complete when its directory holds `manifest.json` whose config hash m
 covers the stage's own config, the recipe fields it reads and the hashes of the stages whose outputs
 it reads (STAGE_READS), so changing the world redoes everything after it, and changing the LLM
 redoes everything but the world, the generated data and the tower. A stage without a manifest is
-resumed (training restarts from its last complete checkpoint). Each stage directory also holds the resolved config that made it.
+resumed (training restarts from its last complete checkpoint). Each stage directory also holds the
+resolved config that made it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xllava.config import Recipe, dump_config
+from xllava.io import stamp_matches, write_stamp
 from xllava.model.assemble import assemble, save_llava
 from xllava.model.llm_sources import materialise_llm
 
@@ -166,20 +168,19 @@ class Pipeline:
         """The freshly assembled LLaVA (LLM + tower + new projector) that stage 1 starts from."""
         init = self.run_dir / "base" / "llava"
         # the assembly depends on the model config and on the stages that feed it (vocab, tower)
-        key = json.dumps(
-            {"model": self.recipe.model.model_dump(mode="json"),
-             "inputs": {s: (read_manifest(self.run_dir / s) or {}).get("config_hash") for s in ("vocab", "lm", "tower")}},
-            sort_keys=True,
-        )
+        made_from = {
+            "model": self.recipe.model.model_dump(mode="json"),
+            "inputs": {s: (read_manifest(self.run_dir / s) or {}).get("config_hash") for s in ("vocab", "lm", "tower")},
+        }
         stamp = init / "xllava_assembly.json"
-        if not (stamp.exists() and stamp.read_text() == key):
+        if not stamp_matches(stamp, made_from):
             model_cfg = self.recipe.model
             if "tower" in self.recipe.stages:
                 vision = model_cfg.vision.model_copy(update={"path": str(self.run_dir / "tower" / "model")})
                 model_cfg = model_cfg.model_copy(update={"vision": vision})
             built = assemble(model_cfg, self.llm_dir())
             save_llava(built.model, built.processor, init)
-            stamp.write_text(key)
+            write_stamp(stamp, made_from)
         return init
 
     def _world_texts(self):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from transformers import (
 )
 
 from xllava.config import LLMConfig
-from xllava.io import atomic_directory
+from xllava.io import atomic_directory, stamp_matches, write_stamp
 from xllava.model.families import get_family
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,14 +56,13 @@ def materialise_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str] | None =
         raise ValueError("a from-scratch LLM needs text to learn its tokenizer from")
     texts = list(texts) if cfg.source == "scratch" else None
     stamp = source_stamp(cfg, texts)
-    stamp_file = out_dir / SOURCE_STAMP
-    if (out_dir / "config.json").exists() and stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
+    if (out_dir / "config.json").exists() and stamp_matches(out_dir / SOURCE_STAMP, stamp):
         return out_dir
     if cfg.source == "smollm2_gguf":
         convert_smollm2_gguf(out_dir)
     else:
         build_scratch_llm(cfg, out_dir, texts)
-    stamp_file.write_text(json.dumps(stamp, indent=1))
+    write_stamp(out_dir / SOURCE_STAMP, stamp)
     return out_dir
 
 
