@@ -3,8 +3,9 @@
 naive:  LlavaForConditionalGeneration.forward(input_ids, pixel_values, labels): the vision tower
         runs for every sample, the LM head over the full vocabulary at every position, random batches.
 xllava: cached frozen-tower features (cache build time included), LM head (and a Llama-layout
-        last layer) only at supervised positions, batches grouped by real token length, and the
-        recipe's stage-2 attention kernel (`instruct.llm_attention`).
+        last layer) only at supervised positions, batches grouped by real token length, right-padded
+        batches under causal attention alone, LoRA projections fused on a CPU
+        (xllava.train.fused_lora), and the recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both train the same parameters (the recipe's stage-2 setup) on the same samples, each batching one
 epoch of them its own way; each times `--steps` batches picked evenly across its epoch by size and
 scales their time to the epoch by padded tokens.
@@ -21,6 +22,7 @@ import os
 import random
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -36,6 +38,7 @@ from xllava.pipeline import Pipeline  # noqa: E402
 from xllava.train.data import load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
+from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.stage import configure_trainable  # noqa: E402
@@ -163,7 +166,9 @@ def main() -> None:
 
     if cfg.llm_attention is not None:
         base.set_attn_implementation({"text_config": cfg.llm_attention})
-    ours = measure("xllava", model, dataset, cached, warmup, timed, grouped_epoch, xllava_step, args.micro_batch)
+    with lora_fused(model) if cfg.lora.fused else nullcontext() as fused:
+        print(f"xllava: {fused or 'no'} LoRA projections fused")
+        ours = measure("xllava", model, dataset, cached, warmup, timed, grouped_epoch, xllava_step, args.micro_batch)
     # charge the cache to the epoch: built once, for every image of the set
     with_cache = len(dataset) / (len(dataset) / ours + cache_seconds)
     print(f"feature cache: {cache_seconds:.1f} s for {len(dataset.images)} images; "

@@ -17,7 +17,7 @@ from transformers import (
 
 from xllava.config import TrainStageConfig
 from xllava.train.labels import IGNORE
-from xllava.train.loss import llava_loss
+from xllava.train.loss import llava_loss, mask_for_decoder
 from xllava.train.stage import configure_trainable
 from xllava.train.supervised_tail import supports_supervised_tail
 
@@ -133,3 +133,46 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     torch.testing.assert_close(checkpointed_loss, plain_loss)
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
+def reference_loss(model: LlavaForConditionalGeneration, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """HF's decoder with the padding mask, the LM head at every position: nothing skipped."""
+    inner, ids = model.model, inputs["input_ids"]
+    embeds = inner.get_input_embeddings()(ids)
+    slots = (ids == IMAGE_TOKEN).unsqueeze(-1)
+    embeds = embeds.masked_scatter(slots, inner.multi_modal_projector(inputs["image_features"]))
+    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).last_hidden_state
+    logits = model.lm_head(hidden[:, :-1])
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), inputs["labels"][:, 1:].flatten(),
+                                             ignore_index=IGNORE)
+
+
+def left_padded(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {k: v.clone() for k, v in inputs.items()}
+    for row, n in enumerate(inputs["attention_mask"].sum(1).tolist()):
+        for key in ("input_ids", "labels", "attention_mask"):
+            out[key][row] = inputs[key][row].roll(inputs[key].shape[1] - n)
+    return out
+
+
+@pytest.mark.parametrize("tail", [True, False], ids=["sparse-tail", "full-forward"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_right_padding_runs_without_its_mask_and_left_padding_keeps_it(tail: bool, attn: str) -> None:
+    model = llava(LlamaConfig(**TEXT), attn)
+    right = batch()
+    assert mask_for_decoder(right["attention_mask"]) is None
+    left = left_padded(right)
+    assert mask_for_decoder(left["attention_mask"]) is left["attention_mask"]
+    for inputs in (right, left):
+        torch.testing.assert_close(llava_loss(model, supervised_logits_only=tail, **inputs),
+                                   reference_loss(model, inputs), rtol=1e-5, atol=1e-6)
+    # the reference sees the mask: dropping it on the left-padded batch would change the loss
+    unmasked = {**left, "attention_mask": torch.ones_like(left["attention_mask"])}
+    assert not torch.allclose(reference_loss(model, unmasked), reference_loss(model, left))
+
+
+def test_a_label_on_a_pad_is_refused() -> None:
+    inputs = batch()
+    inputs["labels"][1, 15] = 7  # row 1 has 13 real tokens
+    with pytest.raises(ValueError, match="padded position"):
+        llava_loss(llava(LlamaConfig(**TEXT)), **inputs)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from xllava.datagen.config import DatagenConfig
 from xllava.eval.suite_config import EvalSuiteConfig
-from xllava.lm.config import LmConfig
+from xllava.lm.config import LmConfig, LoraConfig
 from xllava.strict import Strict
 from xllava.vocab.config import VocabConfig
 
@@ -159,13 +159,6 @@ class TowerConfig(Strict):
     # scenes (CLIP saw millions of images; a tower that learns relationships from 1,200 memorises
     # them). Drawn from their own seed stream; none has the content of an eval scene.
     extra_scenes: int = 0
-
-
-class LoraConfig(Strict):
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 class TrainStageConfig(Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transformers.trainer_callback import ProgressCallback, TrainerState
 
 from xllava.io import atomic_directory
 from xllava.lm.config import LmConfig
+from xllava.train.fused_lora import lora_fused
 from xllava.train.stage import last_complete_checkpoint, trainer_adamw
 
 
@@ -182,7 +184,8 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
         trainer._load_from_checkpoint(checkpoint)
         trainer.state = done
     else:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        with lora_fused(model) if cfg.mode == "lora" and cfg.lora.fused else nullcontext():
+            trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     steps = trainer.state.global_step
     history = list(trainer.state.log_history)

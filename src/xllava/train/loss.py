@@ -4,7 +4,10 @@
 full vocabulary at every position. Here the tower output may come from the feature cache, and the
 LM head runs only at positions whose next token carries a label (in instruction data most
 positions are image and prompt tokens, and the vocabulary dominates the cost for small LLMs). For
-Llama-layout decoders the last layer too runs only there (xllava.train.supervised_tail).
+Llama-layout decoders the last layer too runs only there (xllava.train.supervised_tail). And a
+right-padded batch goes to the decoder without its padding mask: under causal attention no real
+token can attend to a later pad, so only the pads' own outputs change, and no label reads those.
+Without a mask torch's attention takes its causal kernel, which skips the blocks above the diagonal.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from transformers import LlavaForConditionalGeneration
 from xllava.train.features import select_features
 from xllava.train.labels import IGNORE
 from xllava.train.supervised_tail import supervised_tail_logits, supports_supervised_tail
+
+
+def mask_for_decoder(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """None where every row is real tokens then pads (causal attention alone gives every real
+    token the same view); the mask itself otherwise (left padding, or holes)."""
+    mask = attention_mask.bool()
+    return None if bool((mask[:, 1:] <= mask[:, :-1]).all()) else attention_mask
 
 
 def llava_loss(
@@ -41,6 +51,9 @@ def llava_loss(
         embeds = embeds.masked_scatter(slots, projected)
     targets = labels[:, 1:]
     keep = targets != IGNORE
+    if (labels != IGNORE).logical_and(attention_mask == 0).any():
+        raise ValueError("a label sits on a padded position")
+    attention_mask = mask_for_decoder(attention_mask)
     if supervised_logits_only and keep.any() and supports_supervised_tail(inner.language_model):
         at = F.pad(keep, (0, 1), value=False)  # the last position predicts nothing
         logits = supervised_tail_logits(inner.language_model, model.lm_head, embeds, attention_mask, at)

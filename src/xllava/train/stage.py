@@ -3,7 +3,8 @@
 What Trainer gives us and we keep: checkpoints that restore weights, optimizer, scheduler, RNG and
 data position; logging; accelerate underneath for more devices. What we add: per-module learning
 rates, LoRA with the projector trained in full, batches grouped by real token length, the cached
-vision features and the supervised-positions-only loss (xllava.train.loss), and an export that
+vision features and the supervised-positions-only loss (xllava.train.loss), LoRA projections fused
+into one autograd function on a CPU (xllava.train.fused_lora), and an export that
 always ends as a complete HF LLaVA directory with any LoRA merged.
 
 The same function runs on every rank under `torchrun` / `accelerate launch` (DDP, FSDP, DeepSpeed):
@@ -19,7 +20,7 @@ import json
 import time
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from xllava.model.assemble import load_llava, save_llava
 from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
 from xllava.train.features import FeatureCache
+from xllava.train.fused_lora import lora_fused
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
 
@@ -348,7 +350,9 @@ def train_stage(
         lengths=dataset.lengths,
     )
     checkpoint = last_complete_checkpoint(Path(args.output_dir))
-    with loss_as_forward(model, cfg.supervised_logits_only):
+    # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
+    fuse = lora_fused(model) if cfg.llm_mode == "lora" and cfg.lora.fused and not _sharded(trainer) else nullcontext()
+    with loss_as_forward(model, cfg.supervised_logits_only), fuse:
         trainer.train(resume_from_checkpoint=checkpoint)
 
     final = trained_model(trainer, model, cfg, init_dir)

@@ -56,7 +56,7 @@ def supports_supervised_tail(decoder: torch.nn.Module) -> bool:
 
 
 def hidden_before_last_layer(
-    decoder: torch.nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor
+    decoder: torch.nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Run the HF decoder up to its last layer; return that layer's input and its rotary cos/sin.
 
@@ -81,7 +81,7 @@ def supervised_tail_logits(
     decoder: torch.nn.Module,
     lm_head: torch.nn.Module,
     embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     keep: torch.Tensor,
 ) -> torch.Tensor:
     """LM-head logits at the positions where `keep` [batch, seq] is true, in row-major order.
@@ -119,7 +119,9 @@ def supervised_tail_logits(
     queries = rotary(queries, at_rows(cos), at_rows(sin))
 
     # causal over real tokens; padded query slots see position 0 only, so no row is all masked
-    allowed = (positions[None, None, :] <= rows[..., None]) & attention_mask.bool()[:, None, :]
+    allowed = positions[None, None, :] <= rows[..., None]
+    if attention_mask is not None:  # None: right padding, where causal is enough (see xllava.train.loss)
+        allowed = allowed & attention_mask.bool()[:, None, :]
     allowed = allowed | (~valid[..., None] & (positions == 0)[None, None, :])
     attended = F.scaled_dot_product_attention(
         queries, keys, values,
