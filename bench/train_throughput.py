@@ -8,7 +8,7 @@ xllava: cached frozen-tower features (cache build time included), LM head (and a
         (xllava.train.fused_lora), and the recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both train the same parameters (the recipe's stage-2 setup) on the same samples, each batching one
 epoch of them its own way; each times `--steps` batches picked evenly across its epoch by size and
-scales their time to the epoch by padded tokens.
+scales their time to the epoch by padded tokens. The sides take turns batch by batch.
 
     # the acceptance target (>= 3x); batch 16 in parts of 4 fits 24 GB (about 11 minutes on 2 cores)
     python bench/train_throughput.py --recipe recipes/smol.yaml --batch-size 16 --micro-batch 4 --steps 4
@@ -22,7 +22,9 @@ import os
 import random
 import tempfile
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -61,33 +63,44 @@ def padded_to(batch: dict[str, torch.Tensor], width: int, pad_id: int) -> dict[s
     return {k: F.pad(v, (0, extra), value=fill[k]) if k in fill else v for k, v in batch.items()}
 
 
-def measure(name, model, dataset, collator, warmup, timed, epoch, step_fn, micro_batch=None) -> float:
-    """Samples/s over `epoch` (a list of batches), estimated from the time of its `timed` batches
-    scaled by padded tokens, after one untimed `warmup` batch (the same one for both sides).
-    `micro_batch` runs each batch in parts padded to the whole batch's width: the batch's compute
-    in a part of its memory."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
-    model.train()
-    for i, ids in enumerate([warmup, *timed]):
-        if i == 1:
-            started = time.perf_counter()
-        width = max(dataset.lengths[j] for j in ids)
+@dataclass
+class Side:
+    """One way to train: its collator (pixels or cached features), loss, epoch of batches and setup."""
+
+    name: str
+    collator: LlavaCollator
+    step_fn: Callable
+    epoch: list[list[int]]
+    timed: list[list[int]]
+    setup: Callable[[], AbstractContextManager]
+    seconds: float = 0.0
+
+
+def run_batch(model, dataset, side: Side, ids: list[int], optimizer, micro_batch: int | None) -> float:
+    """Seconds for one optimizer step of `side` on the samples `ids`. `micro_batch` runs the batch
+    in parts padded to the whole batch's width: the batch's compute in a part of its memory."""
+    width = max(dataset.lengths[j] for j in ids)
+    with side.setup():
+        started = time.perf_counter()
         for part in batches(ids, micro_batch or len(ids)):
-            loss = step_fn(model, padded_to(collator([dataset[j] for j in part]), width, collator.pad_token_id))
-            (loss * len(part) / len(ids)).backward()
+            batch = padded_to(side.collator([dataset[j] for j in part]), width, side.collator.pad_token_id)
+            (side.step_fn(model, batch) * len(part) / len(ids)).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - started
-    samples = sum(len(ids) for ids in timed)
-    tokens = sum(dataset.lengths[j] for ids in timed for j in ids)
-    padded = padded_tokens(dataset, timed)
+        return time.perf_counter() - started
+
+
+def report(dataset, side: Side) -> float:
+    """Samples/s over the side's epoch, from its timed batches scaled by padded tokens."""
+    samples = sum(len(ids) for ids in side.timed)
+    tokens = sum(dataset.lengths[j] for ids in side.timed for j in ids)
+    padded = padded_tokens(dataset, side.timed)
     # a ratio estimate: the step time follows the padded tokens, and the sample's share of the
     # epoch's padded tokens is known exactly, where its share of the samples is not
-    epoch_seconds = seconds * padded_tokens(dataset, epoch) / padded
-    epoch_samples = sum(len(ids) for ids in epoch)
-    print(f"{name:8s} {epoch_samples / epoch_seconds:8.2f} samples/s over the epoch  (timed {samples} samples in "
-          f"{seconds:.1f} s: {samples / seconds:.2f}/s; {tokens} tokens, padded to {padded / tokens:.2f}x)")
+    epoch_seconds = side.seconds * padded_tokens(dataset, side.epoch) / padded
+    epoch_samples = sum(len(ids) for ids in side.epoch)
+    print(f"{side.name:8s} {epoch_samples / epoch_seconds:8.2f} samples/s over the epoch  (timed {samples} samples in "
+          f"{side.seconds:.1f} s: {samples / side.seconds:.2f}/s; {tokens} tokens, padded to {padded / tokens:.2f}x)")
     return epoch_samples / epoch_seconds
 
 
@@ -151,10 +164,7 @@ def main() -> None:
         return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  pixel_values=batch["pixel_values"], labels=batch["labels"]).loss
 
-    naive = measure("naive", model, dataset, pixels, warmup, across(naive_epoch), naive_epoch, naive_step, args.micro_batch)
-
-    # xllava: the cache is built inside the timed region, over the images the timed steps touch
-    timed = across(grouped_epoch)
+    # xllava: the cache is built once, timed, and charged to the epoch below
     started = time.perf_counter()
     cache = FeatureCache.build_or_load(base, processor.image_processor, dataset.images,
                                        Path(tempfile.mkdtemp()))
@@ -164,11 +174,34 @@ def main() -> None:
     def xllava_step(m, batch):
         return llava_loss(base, supervised_logits_only=True, **batch)
 
-    if cfg.llm_attention is not None:
-        base.set_attn_implementation({"text_config": cfg.llm_attention})
-    with lora_fused(model) if cfg.lora.fused else nullcontext() as fused:
-        print(f"xllava: {fused or 'no'} LoRA projections fused")
-        ours = measure("xllava", model, dataset, cached, warmup, timed, grouped_epoch, xllava_step, args.micro_batch)
+    model_attention = base.config.text_config._attn_implementation
+
+    @contextmanager
+    def as_naive() -> Iterator[None]:
+        base.set_attn_implementation({"text_config": model_attention})
+        yield
+
+    @contextmanager
+    def as_xllava() -> Iterator[None]:
+        base.set_attn_implementation({"text_config": cfg.llm_attention or model_attention})
+        with lora_fused(model) if cfg.lora.fused else nullcontext():
+            yield
+
+    with as_xllava():
+        fused = sum("forward" in vars(m) for m in model.modules())
+    print(f"xllava: {fused} LoRA projections fused")
+    sides = [Side("naive", pixels, naive_step, naive_epoch, across(naive_epoch), as_naive),
+             Side("xllava", cached, xllava_step, grouped_epoch, across(grouped_epoch), as_xllava)]
+    # the two sides take turns, batch by batch, so a drift in the machine's speed (5-10% over the
+    # minutes a side takes on 2 shared cores) falls on both alike
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    model.train()
+    for side in sides:
+        run_batch(model, dataset, side, warmup, optimizer, args.micro_batch)  # untimed warm-up
+    for i in range(args.steps):
+        for side in sides:
+            side.seconds += run_batch(model, dataset, side, side.timed[i], optimizer, args.micro_batch)
+    naive, ours = (report(dataset, side) for side in sides)
     # charge the cache to the epoch: built once, for every image of the set
     with_cache = len(dataset) / (len(dataset) / ours + cache_seconds)
     print(f"feature cache: {cache_seconds:.1f} s for {len(dataset.images)} images; "
