@@ -118,6 +118,16 @@ def test_swap_leaves_state_and_falls_back_where_it_cannot_fuse() -> None:
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def test_a_bf16_base_under_fp32_adapters_takes_peft_s_path() -> None:
+    model = lora_model(0.0)
+    model.base_model.model[0].base_layer.to(torch.bfloat16)  # peft keeps adapters in fp32 beside it
+    x = torch.randn(2, 5, 24, dtype=torch.bfloat16)
+    layer = model.base_model.model[0]
+    reference = layer(x)
+    with lora_fused(model):
+        torch.testing.assert_close(layer(x), reference)
+
+
 def test_only_frozen_cpu_lora_linears_are_fused() -> None:
     model = lora_model(0.1)
     model.base_model.model[2].base_layer.weight.requires_grad_(True)  # a trained base weight: peft's path
