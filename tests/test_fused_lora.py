@@ -133,6 +133,11 @@ def test_only_frozen_cpu_lora_linears_are_fused() -> None:
     model.base_model.model[2].base_layer.weight.requires_grad_(True)  # a trained base weight: peft's path
     with lora_fused(model) as swapped:
         assert swapped == 1
+    # and one unfrozen inside the block: peft's path, so the base weight gets its gradient
+    with lora_fused(model):
+        model.base_model.model[0].base_layer.weight.requires_grad_(True)
+        model(torch.randn(2, 24)).sum().backward()
+    assert model.base_model.model[0].base_layer.weight.grad is not None
     plain = nn.Sequential(nn.Linear(4, 4))
     with lora_fused(plain) as swapped:
         assert swapped == 0

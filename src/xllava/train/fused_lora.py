@@ -115,6 +115,7 @@ def _fused_forward(layer: nn.Module, name: str, peft_forward):
         base, lora_a, lora_b = layer.get_base_layer(), layer.lora_A[name], layer.lora_B[name]
         if (args or kwargs or layer.disable_adapters or layer.merged or list(layer.active_adapters) != [name]
                 or not x.dtype == base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype
+                or base.weight.requires_grad or x.device.type != "cpu"  # a base that trains gets its gradient
                 or torch.is_autocast_enabled(x.device.type)):
             return peft_forward(x, *args, **kwargs)
         dropout = layer.lora_dropout[name]
@@ -129,9 +130,8 @@ def _fused_forward(layer: nn.Module, name: str, peft_forward):
 def lora_fused(model: nn.Module) -> Iterator[int]:
     """Within the block every fusable LoRA projection of `model` (a peft lora.Linear over an
     nn.Linear, one plain adapter, frozen base, on a CPU) runs as `_LoraProjection`; anything else
-    at call time (adapters off or merged, autocast, mixed dtypes, extra arguments) takes peft's own
-    forward.
-    Yields how many layers were swapped."""
+    at call time (adapters off or merged, autocast, mixed dtypes, a base weight that trains, another
+    device, extra arguments) takes peft's own forward. Yields how many layers were swapped."""
     swapped = [layer for layer in model.modules() if _fusable(layer) is not None]
     try:
         for layer in swapped:
