@@ -23,7 +23,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,14 +182,13 @@ def main() -> None:
         yield
 
     @contextmanager
-    def as_xllava() -> Iterator[None]:
+    def as_xllava() -> Iterator[int]:
         base.set_attn_implementation({"text_config": cfg.llm_attention or model_attention})
-        with lora_fused(model) if cfg.lora.fused else nullcontext():
-            yield
+        with lora_fused(model, enabled=cfg.lora.fused) as fused:
+            yield fused
 
-    with as_xllava():
-        fused = sum("forward" in vars(m) for m in model.modules())
-    print(f"xllava: {fused} LoRA projections fused")
+    with as_xllava() as fused:
+        print(f"xllava: {fused} LoRA projections fused")
     sides = [Side("naive", pixels, naive_step, naive_epoch, across(naive_epoch), as_naive),
              Side("xllava", cached, xllava_step, grouped_epoch, across(grouped_epoch), as_xllava)]
     # the two sides take turns, batch by batch, so a drift in the machine's speed (5-10% over the

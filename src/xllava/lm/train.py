@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,7 +183,7 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
         trainer._load_from_checkpoint(checkpoint)
         trainer.state = done
     else:
-        with lora_fused(model) if cfg.mode == "lora" and cfg.lora.fused else nullcontext():
+        with lora_fused(model, enabled=cfg.lora.fused):  # full mode has no LoRA layers to fuse
             trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     steps = trainer.state.global_step

@@ -127,15 +127,17 @@ def _fused_forward(layer: nn.Module, name: str, peft_forward):
 
 
 @contextmanager
-def lora_fused(model: nn.Module) -> Iterator[int]:
+def lora_fused(model: nn.Module, enabled: bool = True) -> Iterator[int]:
     """Within the block every fusable LoRA projection of `model` (a peft lora.Linear over an
     nn.Linear, one plain adapter, frozen base, on a CPU) runs as `_LoraProjection`; anything else
     at call time (adapters off or merged, autocast, mixed dtypes, a base weight that trains, another
-    device, extra arguments) takes peft's own forward. Yields how many layers were swapped."""
-    swapped = [layer for layer in model.modules() if _fusable(layer) is not None]
+    device, extra arguments) takes peft's own forward. Yields how many layers were swapped (none when
+    not `enabled`)."""
+    adapters = {layer: _fusable(layer) for layer in model.modules()} if enabled else {}
+    swapped = [layer for layer, name in adapters.items() if name is not None]
     try:
         for layer in swapped:
-            layer.forward = _fused_forward(layer, _fusable(layer), layer.forward)
+            layer.forward = _fused_forward(layer, adapters[layer], layer.forward)
         yield len(swapped)
     finally:
         for layer in swapped:

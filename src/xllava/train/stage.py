@@ -20,7 +20,7 @@ import json
 import time
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,7 +351,7 @@ def train_stage(
     )
     checkpoint = last_complete_checkpoint(Path(args.output_dir))
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
-    fuse = lora_fused(model) if cfg.llm_mode == "lora" and cfg.lora.fused and not _sharded(trainer) else nullcontext()
+    fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
     with loss_as_forward(model, cfg.supervised_logits_only), fuse:
         trainer.train(resume_from_checkpoint=checkpoint)
 
