@@ -8,9 +8,11 @@ xllava: cached frozen-tower features (cache build time included), LM head (and a
         (xllava.train.fused_lora), and the recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both train the same parameters (the recipe's stage-2 setup) on the same samples, each batching one
 epoch of them its own way; each times `--steps` batches picked evenly across its epoch by size and
-scales their time to the epoch by padded tokens. The sides take turns batch by batch.
+scales their time to the epoch by padded tokens. The sides take turns batch by batch. The epoch is
+every stage-2 sample of a 200-scene world (4308 on smol), so the length grouper works on the
+mega-batches training gives it; the ratio depends on the CPU, which the bench prints.
 
-    # the acceptance target (>= 3x); batch 16 in parts of 4 fits 24 GB (about 11 minutes on 2 cores)
+    # the acceptance target (>= 3x); batch 16 in parts of 4 fits 24 GB (6-11 minutes on 2 cores)
     python bench/train_throughput.py --recipe recipes/smol.yaml --batch-size 16 --micro-batch 4 --steps 4
     python bench/train_throughput.py --recipe recipes/tiny.yaml --steps 10 --samples 2560
 """
@@ -104,6 +106,16 @@ def report(dataset, side: Side) -> float:
     return epoch_samples / epoch_seconds
 
 
+def cpu_name() -> str:
+    """The processor and torch's vector capability: the ratio moves with them (AVX2 vs AVX-512)."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'unknown cpu'}, {os.cpu_count()} cpus, torch {torch.backends.cpu.get_cpu_capability()}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="recipes/smol.yaml")
@@ -112,7 +124,10 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=None,
                         help="run each batch in parts of this many samples, padded to the batch's width "
                              "(the same compute in less memory: the smol recipe's batch of 16 on a 24 GB machine)")
-    parser.add_argument("--samples", type=int, default=512, help="stage-2 samples drawn from the world")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="stage-2 samples drawn from the world (default: all, one epoch as training takes it). "
+                             "Fewer shrink the length grouper's mega-batches (min(samples / (4 x batch), 50) "
+                             "batches), so xllava pads more than the recipe's training does")
     parser.add_argument("--run-dir", default=None, help="reuse a run directory (world + base model)")
     args = parser.parse_args()
 
@@ -132,7 +147,7 @@ def main() -> None:
     model, processor = load_llava(init)
     samples = load_samples([run_dir / p for p in cfg.data])
     random.Random(0).shuffle(samples)
-    samples = samples[: args.samples]
+    samples = samples[: args.samples]  # None: all
     dataset = LlavaDataset(samples, processor.tokenizer, model.config.image_token_id,
                            model.config.image_seq_length, cfg.max_length)
     model, trained = configure_trainable(model, cfg.model_copy(update={"train_vision_tower": False}))
@@ -140,6 +155,7 @@ def main() -> None:
     print(f"recipe {args.recipe}: {sum(p.numel() for p in base.parameters()) / 1e6:.1f}M params, trained {trained}, "
           f"vocab {base.config.text_config.vocab_size}, {len(dataset)} samples of {len(dataset.images)} images, "
           f"batch {batch_size} (micro-batches {args.micro_batch or batch_size}), {args.steps} steps, torch threads {torch.get_num_threads()}")
+    print(f"machine: {cpu_name()}")
 
     # Throughput over one epoch of the same samples, each side batching them its own way: naive in
     # random order, xllava grouped by length over the whole set, as training does. An epoch of the
