@@ -59,3 +59,21 @@ def test_cache_computes_each_image_once_and_follows_content(fast_run: Path, tmp_
         FeatureCache.build_or_load(model, processor.image_processor, images[:1], folder, write=False)
     FeatureCache.build_or_load(model, processor.image_processor, images[:1], folder)
     assert len(list(folder.iterdir())) == 2
+
+
+def test_a_damaged_cache_file_is_rebuilt_with_a_warning(fast_run: Path, tmp_path: Path) -> None:
+    model, processor = load_llava(fast_run / "align" / "model")
+    images = sorted((fast_run / "world" / "images").glob("*.png"))[:3]
+    with torch.no_grad():
+        direct = select_features(model, load_pixels(processor.image_processor, images))
+    folder = tmp_path / "features"
+    FeatureCache.build_or_load(model, processor.image_processor, images, folder)
+    (path,) = folder.iterdir()  # no temporary file left behind
+    assert path.suffix == ".safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a write cut short
+    with pytest.warns(UserWarning, match=f"feature cache {path} is unreadable"):
+        rebuilt = FeatureCache.build_or_load(model, processor.image_processor, images, folder)
+    torch.testing.assert_close(rebuilt.rows([0, 1, 2]), direct)
+    assert [p.name for p in folder.iterdir()] == [path.name]
+    torch.testing.assert_close(FeatureCache.build_or_load(model, processor.image_processor, images, folder).rows([2]),
+                               direct[2:])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import warnings
 from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import LlavaForConditionalGeneration
@@ -85,13 +87,7 @@ class FeatureCache:
         selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
         path = Path(folder) / f"vision-{selection}.safetensors"
         digests = [image_digest(p) for p in images]
-        stored, row_of = torch.empty(0), {}
-        if path.exists():
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("selection") == selection:
-                    stored = f.get_tensor("features")
-                    row_of = {d: i for i, d in enumerate(json.loads(meta["images"]))}
+        stored, row_of = _read(path, selection)
         missing = list(dict.fromkeys(d for d in digests if d not in row_of))  # identical images: once
         if missing:
             if not write:
@@ -104,12 +100,36 @@ class FeatureCache:
             stored = torch.cat([stored, new]) if row_of else new
             row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            # a name of this process's own: two runs sharing the folder never write into one file,
+            # and the last rename wins whole (the loser's images are computed again when next asked)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             order = sorted(row_of, key=row_of.get)
             save_file({"features": stored.contiguous()}, str(tmp),
                       metadata={"selection": selection, "images": json.dumps(order)})
             tmp.rename(path)
         return cls(stored[torch.tensor([row_of[d] for d in digests], dtype=torch.long)])
+
+
+def _read(path: Path, selection: str) -> tuple[torch.Tensor, dict[str, int]]:
+    """The cached features and each image digest's row; none where the file is absent, of another
+    selection, or unreadable (a cache is derived data: a damaged one is rebuilt, with a warning)."""
+    if not path.exists():
+        return torch.empty(0), {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("selection") != selection:
+                return torch.empty(0), {}
+            stored = f.get_tensor("features")
+            order = json.loads(meta["images"])
+    except (SafetensorError, OSError, ValueError, KeyError) as error:
+        warnings.warn(f"feature cache {path} is unreadable ({error}); computing its images again", stacklevel=3)
+        return torch.empty(0), {}
+    if len(order) != len(stored):
+        warnings.warn(f"feature cache {path} has {len(stored)} rows for {len(order)} images; computing them again",
+                      stacklevel=3)
+        return torch.empty(0), {}
+    return stored, {d: i for i, d in enumerate(order)}
 
 
 def _features(model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int) -> torch.Tensor:
