@@ -35,10 +35,9 @@ def run_dir(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def two_process(run_dir: Path) -> tuple[Path, str]:
+def torchrun_instruct(run_dir: Path, *extra: str) -> tuple[Path, str]:
     """`xllava train instruct` under torchrun with 2 processes of PER_DEVICE samples each."""
-    sets = [*FAST, f"output_dir={run_dir}", *INSTRUCT, f"instruct.batch_size={PER_DEVICE}"]
+    sets = [*FAST, f"output_dir={run_dir}", *INSTRUCT, f"instruct.batch_size={PER_DEVICE}", *extra]
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             "-m", "xllava.cli", "train", "instruct", str(TINY)]
     for s in sets:
@@ -50,11 +49,16 @@ def two_process(run_dir: Path) -> tuple[Path, str]:
     return run_dir / "instruct", out
 
 
-def one_process(run_dir: Path, stage_dir: Path):
+@pytest.fixture(scope="module")
+def two_process(run_dir: Path) -> tuple[Path, str]:
+    return torchrun_instruct(run_dir)
+
+
+def one_process(run_dir: Path, stage_dir: Path, *extra: str):
     """The same stage in this process with the whole global batch (2 x PER_DEVICE) on one device."""
     from xllava.train.stage import train_stage
 
-    recipe = fast_recipe(run_dir, *INSTRUCT, f"instruct.batch_size={2 * PER_DEVICE}")
+    recipe = fast_recipe(run_dir, *INSTRUCT, f"instruct.batch_size={2 * PER_DEVICE}", *extra)
     return train_stage(recipe.instruct, run_dir / "align" / "model", stage_dir, run_dir, "instruct")
 
 
@@ -91,6 +95,26 @@ def test_two_process_checkpoint_resumes_in_one_process(run_dir: Path, two_proces
     assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in range(1, STEPS + 1):  # kept before the checkpoint, the same continuation after it
         assert resumed[step] == pytest.approx(two[step], rel=1e-4), (step, two, resumed)
+
+
+def test_fused_lora_under_two_processes_matches_one(run_dir: Path, tmp_path: Path) -> None:
+    """Stage 2 by LoRA with the fused projections (on a CPU by default) under DDP: the adapters'
+    gradients come out of our autograd function, and DDP must still average them across ranks.
+    Dropout 0, so neither run draws a mask."""
+    lora_run = tmp_path / "run"  # a copy of world, tower and stage 1; stage 2 afresh
+    shutil.copytree(run_dir, lora_run, ignore=shutil.ignore_patterns("instruct", "one-process", "resumed"))
+    lora = ["instruct.llm_mode=lora", "instruct.lora.dropout=0.0"]
+    stage_dir, out = torchrun_instruct(lora_run, *lora)
+    assert out.count("[xllava] instruct: running") == 1 and "align: running" not in out
+    figures = json.loads((stage_dir / "manifest.json").read_text())["figures"]
+    assert figures["trained"]["llm"] == "lora" and figures["fused_lora_projections"] > 0
+    two = losses(json.loads((stage_dir / "log_history.json").read_text()))
+
+    single = one_process(lora_run, lora_run / "one-process", *lora)
+    assert single.fused_lora == figures["fused_lora_projections"]
+    for step, loss in losses(single.log_history).items():
+        assert two[step] == pytest.approx(loss, rel=1e-4), (step, two, single.log_history)
+    assert two[STEPS] < two[1]
 
 
 def test_global_length_grouped_order() -> None:

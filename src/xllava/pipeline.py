@@ -211,6 +211,7 @@ class Pipeline:
             "samples": result.samples,
             "supervised_tokens": result.supervised_tokens,
             "truncated_turns": result.truncated_turns,
+            "fused_lora_projections": result.fused_lora,
             "seconds": round(result.seconds, 1),
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,

@@ -54,6 +54,7 @@ class StageResult:
     supervised_tokens: int
     truncated_turns: int
     seconds: float
+    fused_lora: int = 0  # LoRA projections trained as one autograd function (xllava.train.fused_lora)
 
 
 def _part(name: str) -> str:
@@ -352,7 +353,7 @@ def train_stage(
     checkpoint = last_complete_checkpoint(Path(args.output_dir))
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
-    with loss_as_forward(model, cfg.supervised_logits_only), fuse:
+    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused:
         trainer.train(resume_from_checkpoint=checkpoint)
 
     final = trained_model(trainer, model, cfg, init_dir)
@@ -370,4 +371,5 @@ def train_stage(
         supervised_tokens=dataset.supervised_tokens,
         truncated_turns=dataset.truncated_turns,
         seconds=time.time() - started,
+        fused_lora=fused,
     )
