@@ -46,6 +46,7 @@ def test_lora_new_rows_lowers_bpc_and_keeps_old_rows(expanded: Path, tmp_path: P
     assert bpc["after"]["ko"] < 0.95 * bpc["before"]["ko"], bpc
     assert bpc["after"]["en"] < bpc["before"]["en"], bpc
     assert figures["trained_rows"] == before.shape[0] - n_base
+    assert figures["fused_lora_projections"] == 2 * 7  # the 7 projections of 2 layers, on a CPU
     # the merged export is a plain causal LM: old rows as they were, new rows trained
     model = AutoModelForCausalLM.from_pretrained(figures["model_dir"])
     tok = AutoTokenizer.from_pretrained(figures["model_dir"])

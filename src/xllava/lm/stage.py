@@ -63,6 +63,7 @@ def run_lm_stage(cfg: LmConfig, llm_dir: Path, out_dir: Path, root: Path | None 
         "mode": cfg.mode,
         "embeddings": cfg.embeddings if cfg.mode == "lora" else "all (full)",
         "trained_rows": result.trained_rows,
+        "fused_lora_projections": result.fused_lora,
         "trainable_parameters": result.trainable_parameters,
         "steps": result.steps,
         "seconds": round(result.seconds, 1),

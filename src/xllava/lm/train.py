@@ -118,6 +118,7 @@ class LmTrainResult:
     tokens_per_second: float
     trainable_parameters: int
     trained_rows: int
+    fused_lora: int = 0  # LoRA projections trained as one autograd function (xllava.train.fused_lora)
 
 
 def _finished_state(checkpoint: str | None) -> TrainerState | None:
@@ -178,12 +179,13 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
     checkpoint = last_complete_checkpoint(Path(args.output_dir))
     t0 = time.perf_counter()
     done = _finished_state(checkpoint)
+    fused = 0
     if done is not None:
         # a finished run: Trainer would take one step past max_steps on resume, so load and stop
         trainer._load_from_checkpoint(checkpoint)
         trainer.state = done
     else:
-        with lora_fused(model, enabled=cfg.lora.fused):  # full mode has no LoRA layers to fuse
+        with lora_fused(model, enabled=cfg.lora.fused) as fused:  # full mode has no LoRA layers to fuse
             trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     steps = trainer.state.global_step
@@ -200,4 +202,5 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
         if vocab_info.exists():  # later stages still need to know which rows are new
             (tmp / "xllava_vocab.json").write_text(vocab_info.read_text())
     tokens = (steps - (int(checkpoint.split("-")[-1]) if checkpoint else 0)) * speed.tokens_per_step
-    return LmTrainResult(model_dir, history, steps, seconds, tokens, tokens / max(seconds, 1e-9), n_trainable, rows)
+    return LmTrainResult(model_dir, history, steps, seconds, tokens, tokens / max(seconds, 1e-9), n_trainable, rows,
+                         fused)
