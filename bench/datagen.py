@@ -16,19 +16,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from xllava.config import WorldConfig
 from xllava.datagen.config import DatagenConfig
 from xllava.datagen.generate import generate
 from xllava.datagen.openai_server import FaultConfig
 from xllava.datagen.stage import run_datagen_stage
-from xllava.datagen.world_teacher import world_teacher_process
 from xllava.world import build_world
+from xllava.world.config import WorldConfig
+from xllava.world.teacher import world_teacher_process
 
 
 def _cfg(concurrency: int, limit: int, tasks: list[str]) -> DatagenConfig:
     return DatagenConfig.model_validate({
         "tasks": tasks, "selection": {"min_main_objects": 1, "limit": limit},
-        "teacher": {"concurrency": concurrency},
+        "teacher": {"concurrency": concurrency, "model": "world-teacher"},
     })
 
 
@@ -68,9 +68,12 @@ def main() -> None:
             tiny = tmp_path / "tiny"
             build_world(tiny, WorldConfig())  # the tiny recipe's world: 1200 train scenes
             for tasks in (["short_answer"], ["object", "location", "atmosphere", "conversation", "short_answer"]):
-                cfg = DatagenConfig.model_validate({"tasks": tasks, "selection": {"min_main_objects": 1}})
+                cfg = DatagenConfig.model_validate({"tasks": tasks, "teacher": {"model": "world-teacher"},
+                                                    "selection": {"min_main_objects": 1,
+                                                                  "image_ids_file": "train_image_ids.txt"}})
                 started = time.monotonic()
-                figures = run_datagen_stage(cfg, tiny, tmp_path / f"tiny-{len(tasks)}")
+                with world_teacher_process(tiny) as server:
+                    figures = run_datagen_stage(cfg, tiny, tmp_path / f"tiny-{len(tasks)}", server.base_url)
                 gen = figures["generation"]
                 print(f"tiny world, tasks {','.join(tasks)}: {gen['requested']} requests in "
                       f"{time.monotonic() - started:.1f} s (stage total; {gen['requests_per_s']:.0f} requests/s), "

@@ -29,7 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 from xllava.train.features import load_pixels, select_features  # noqa: E402
-from xllava.train.tower import scene_labels  # noqa: E402
+from xllava.world.tower import scene_labels  # noqa: E402
 
 FIELDS = ("kind", "colour")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xllava.config import WorldConfig
-from xllava.datagen.config import TASKS, DatagenConfig
+from xllava.datagen.config import TASKS, DatagenConfig, ModelPrice
+from xllava.world.config import WorldConfig
 
 SMALL_WORLD = WorldConfig(n_train_scenes=40, n_eval_scenes=8, eval_questions_per_type=4)
 
@@ -20,11 +20,14 @@ def build_small_world(path: Path) -> Path:
 
 def fast_config(**teacher) -> DatagenConfig:
     """Every task type, every world scene (2+ objects), quick retries for tests."""
-    return DatagenConfig.model_validate({
+    cfg = DatagenConfig.model_validate({
         "tasks": list(TASKS),
         "selection": {"min_main_objects": 1},
-        "teacher": {"backoff_base_s": 0.02, "backoff_max_s": 0.2, "timeout_s": 5.0, **teacher},
+        "teacher": {"model": "world-teacher", "backoff_base_s": 0.02, "backoff_max_s": 0.2, "timeout_s": 5.0,
+                    **teacher},
     })
+    cfg.prices["world-teacher"] = ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0)
+    return cfg
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -14,7 +14,7 @@ from xllava.datagen.generate import generate
 from xllava.datagen.openai_server import ChatRequest, FaultConfig, ResponderError, ServerThread, create_app
 from xllava.datagen.selection import select_images
 from xllava.datagen.store import read_records
-from xllava.datagen.world_teacher import start_world_teacher
+from xllava.world.teacher import start_world_teacher
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.datagen_util import build_small_world
 from xllava.datagen.openai_server import FaultConfig
 from xllava.datagen.store import read_records
-from xllava.datagen.world_teacher import start_world_teacher
+from xllava.world.teacher import start_world_teacher
 
 TASKS = "object,location,atmosphere"
 

@@ -15,7 +15,7 @@ from xllava.datagen.generate import generate
 from xllava.datagen.openai_server import FaultConfig
 from xllava.datagen.stage import run_datagen_stage
 from xllava.datagen.store import read_records
-from xllava.datagen.world_teacher import WorldTeacher, start_world_teacher
+from xllava.world.teacher import WorldTeacher, start_world_teacher
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,10 @@ def world(tmp_path_factory) -> Path:
 
 
 def test_stage_over_http_reproduces_the_world_data_and_resumes(world, tmp_path):
-    cfg = fast_config()
-    figures = run_datagen_stage(cfg, world, tmp_path)
+    cfg = fast_config(model="world-teacher").model_copy(
+        update={"selection": fast_config().selection.model_copy(update={"image_ids_file": "train_image_ids.txt"})})
+    with start_world_teacher(world) as server:
+        figures = run_datagen_stage(cfg, world, tmp_path, server.base_url, endpoint_id="world")
     gen = figures["generation"]
     train = {g["scene_id"] for g in json.loads((world / "scene_graphs.json").read_text()) if g["split"] == "train"}
     assert gen["images"]["selected"] == len(train) and gen["images"]["not_requested"] > 0  # eval scenes stay out
@@ -49,7 +51,8 @@ def test_stage_over_http_reproduces_the_world_data_and_resumes(world, tmp_path):
     assert samples and all(s.lang in ("en", "ko") for s in samples)
 
     before = (tmp_path / "instruct.jsonl").read_text()
-    again = run_datagen_stage(cfg, world, tmp_path)["generation"]
+    with start_world_teacher(world) as server:  # another port, the same endpoint id: the store resumes
+        again = run_datagen_stage(cfg, world, tmp_path, server.base_url, endpoint_id="world")["generation"]
     assert again["requested"] == 0 and again["already_finished"] == gen["pairs"]
     assert (tmp_path / "instruct.jsonl").read_text() == before
 

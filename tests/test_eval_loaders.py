@@ -13,14 +13,14 @@ from PIL import Image
 
 from xllava.eval import loaders as L
 from xllava.eval.items import BenchmarkFormatError
-from xllava.eval.world_formats import write_world_benchmarks
+from xllava.world.benchmarks import write_world_benchmarks
 
 
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory) -> Path:
     """A small world (about a second to build); test_judge.py imports this fixture too."""
-    from xllava.config import WorldConfig
     from xllava.world import build_world
+    from xllava.world.config import WorldConfig
 
     out = tmp_path_factory.mktemp("small-world")
     build_world(out, WorldConfig(n_train_scenes=24, n_eval_scenes=6, eval_questions_per_type=2, languages=["en", "ko"]))

@@ -10,26 +10,37 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import fast_recipe
 from xllava.cli import app
 from xllava.eval.section import BENCHMARKS, render_eval_section, render_html
-from xllava.eval.suite import EvalSuiteConfig, run_eval_suite
+from xllava.eval.stage import run_eval_stage
+from xllava.pipeline import world_judge
 
-CFG = EvalSuiteConfig(limit=4, batch_size=16, long_max_new_tokens=12, opponents={"align": "align/model"})
+NAMES = {"short", "vqav2", "gqa", "pope", "mmbench", "llava_bench"}
+
+
+def run_suite(fast_run: Path, out: Path, **update) -> dict:
+    """The tiny recipe's eval section (4 questions a benchmark), judged by the world judge on loopback."""
+    recipe = fast_recipe(fast_run)
+    cfg = recipe.eval.model_copy(update={"limit": 4, "batch_size": 16, "long_max_new_tokens": 12, **update})
+    with world_judge(recipe) as (base_url, model):
+        judge = cfg.judge.model_copy(update={"base_url": base_url, "model": model})
+        return run_eval_stage(cfg, fast_run / "instruct" / "model", fast_run, out, judge)
 
 
 @pytest.fixture(scope="module")
 def suite(fast_run: Path, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("suite")
-    return run_eval_suite(CFG, fast_run / "instruct" / "model", fast_run / "world", out), out
+    return run_suite(fast_run, out), out
 
 
 def test_every_benchmark_type_in_both_languages(suite: tuple[dict, Path]) -> None:
     scores, out = suite
-    assert set(scores["benchmarks"]) == set(BENCHMARKS)
+    assert set(scores["benchmarks"]) == NAMES
     for name, per_lang in scores["benchmarks"].items():
         assert set(per_lang) == {"en", "ko"}, name
         for lang, s in per_lang.items():
-            assert s["protocol"] and s["dataset"] == "world" and s["n"] > 0, (name, lang)
+            assert s["protocol"] and s["dataset"] == f"world-{name}" and s["n"] > 0, (name, lang)
             assert s["language_rate"]["judged"] + s["language_rate"]["neutral"] > 0
             assert s["score"] is None or 0 <= s["score"] <= 2  # a relative score may pass 100
     assert scores["benchmarks"]["mmbench"]["ko"]["n"] == 4  # limit counts questions, not rotations
@@ -62,10 +73,10 @@ def test_report_section(suite: tuple[dict, Path], tmp_path: Path) -> None:
     md = render_eval_section(scores, tmp_path)
     header = next(line for line in md.splitlines() if line.startswith("| model |"))
     assert header.index("ko: short answers") < header.index("en: short answers")  # Korean columns first
-    for title, metric in BENCHMARKS.values():
+    for title, metric in (BENCHMARKS[name] for name in NAMES):
         assert f"ko: {title}" in header and f"en: {title}" in header
         assert f"**{title}" in md and metric in md  # each score's protocol is named
-    for protocol_word in ("EvalAI", "CircularEval", "eval_pope", "네/예", "substring", "relative score", "GQA"):
+    for protocol_word in ("EvalAI", "CircularEval", "eval_pope", "네/예", "NFC", "relative score", "GQA"):
         assert protocol_word in md
     assert "| align | full | ko |" in md and "| align | 30 words | en |" in md
     assert "not placed beside ours" in md  # the world is not the paper's benchmark
@@ -94,8 +105,7 @@ def test_interrupted_suite_resumes(fast_run: Path, suite: tuple[dict, Path], tmp
     torn = resumed / "predictions" / "instruct" / "gqa_en.jsonl"
     lines = torn.read_text(encoding="utf-8").splitlines()
     torn.write_text("\n".join(lines[:2]) + '\n{"question_id": "en-co', encoding="utf-8")
-    cfg = CFG.model_copy(update={"benchmarks": ["gqa", "short"], "opponents": {}})
-    again = run_eval_suite(cfg, fast_run / "instruct" / "model", fast_run / "world", resumed)
+    again = run_suite(fast_run, resumed, only=["gqa", "short"], opponents={})
     assert torn.read_text(encoding="utf-8").splitlines()[:2] == lines[:2]
     assert len(torn.read_text(encoding="utf-8").splitlines()) == len(lines)
     assert again["benchmarks"]["gqa"] == scores["benchmarks"]["gqa"]
@@ -104,27 +114,30 @@ def test_interrupted_suite_resumes(fast_run: Path, suite: tuple[dict, Path], tmp
 def test_eval_command_public_format_and_default(fast_run: Path, suite: tuple[dict, Path], tmp_path: Path) -> None:
     _, out = suite
     model = str(fast_run / "instruct" / "model")
-    bench = out / "benchmarks" / "gqa"
+    bench = fast_run / "world" / "benchmarks" / "gqa"
     result = CliRunner().invoke(app, ["eval", model, str(bench), "--format", "gqa", "--questions", "ko_questions.json",
                                       "--images", str(fast_run / "world" / "images"), "--lang", "ko", "--limit", "3",
                                       "--out-dir", str(tmp_path / "gqa"), "--dataset", "world-gqa"])
     assert result.exit_code == 0, result.output
     assert "gqa ko: accuracy" in result.output and "protocol: GQA" in result.output
-    assert json.loads((tmp_path / "gqa" / "scores_gqa.json").read_text())["ko"]["dataset"] == "world-gqa"
-    # the command's original behaviour: the world's short-answer files, exact match per type
-    result = CliRunner().invoke(app, ["eval", model, str(fast_run / "world" / "bench"), "--lang", "en", "--limit", "2",
-                                      "--out-dir", str(tmp_path / "world")])
+    scores = json.loads((tmp_path / "gqa" / "suite_scores.json").read_text())["benchmarks"]["gqa"]
+    assert scores["ko"]["dataset"] == "world-gqa"
+    # LLaVA question JSONL with gold answers, scored per question type
+    result = CliRunner().invoke(app, ["eval", model, str(fast_run / "world"), "--format", "llava", "--questions",
+                                      "bench/en.jsonl", "--scoring", "exact_match", "--limit", "12",
+                                      "--out-dir", str(tmp_path / "short")])
     assert result.exit_code == 0, result.output
-    assert "en: " in result.output and "colour=" in result.output
-    assert (tmp_path / "world" / "predictions_en.jsonl").exists()
+    assert "llava en: accuracy (mean over types)" in result.output
+    per_type = json.loads((tmp_path / "short" / "suite_scores.json").read_text())["benchmarks"]["llava"]["en"]
+    assert len(per_type["per_type"]) == 6 and set(per_type["majority_baseline"]) == set(per_type["per_type"])
 
 
 def test_judge_pairwise_command(fast_run: Path, suite: tuple[dict, Path], tmp_path: Path) -> None:
     from xllava.datagen.openai_server import ServerThread, create_app
-    from xllava.eval.world_judge import MODEL_NAME, WorldJudge
+    from xllava.world.judge import MODEL_NAME, WorldJudge
 
     _, out = suite
-    lb = out / "benchmarks" / "llava_bench" / "en"
+    lb = fast_run / "world" / "benchmarks" / "llava_bench" / "en"
     mine = out / "predictions" / "instruct" / "llava_bench_en.jsonl"
     theirs = out / "predictions" / "align" / "llava_bench_en.jsonl"
     with ServerThread(create_app(WorldJudge(fast_run / "world"), model_ids=(MODEL_NAME,))) as server:

@@ -14,8 +14,8 @@ from xllava.datagen.openai_server import FaultConfig, ServerThread, create_app
 from xllava.eval import judge as J
 from xllava.eval.judge_prompts import parse_pairwise, parse_review, review_messages
 from xllava.eval.loaders import load_llava_bench
-from xllava.eval.world_formats import write_world_benchmarks
-from xllava.eval.world_judge import MODEL_NAME, WorldJudge
+from xllava.world.benchmarks import write_world_benchmarks
+from xllava.world.judge import MODEL_NAME, WorldJudge
 
 
 @pytest.mark.parametrize(("reply", "scores"), [

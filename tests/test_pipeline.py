@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from tests.conftest import fast_recipe
-from xllava.config import EvalConfig
-from xllava.eval.world_bench import evaluate
+from xllava.eval.stage import run_eval_stage
+from xllava.eval.suite_config import BenchmarkSpec, EvalConfig
 from xllava.pipeline import Pipeline
 
 
@@ -90,13 +90,17 @@ def test_stage_hashes_follow_what_each_stage_reads(tmp_path: Path) -> None:
 
 def test_partial_predictions_resume(fast_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    model_dir, bench = fast_run / "instruct" / "model", fast_run / "world" / "bench"
-    full = evaluate(EvalConfig(languages=["en"]), model_dir, bench, out)
-    lines = (out / "predictions_en.jsonl").read_text(encoding="utf-8").splitlines()
+    model_dir = fast_run / "instruct" / "model"
+    spec = BenchmarkSpec(name="short", format="llava", languages=["en"], questions="world/bench/{lang}.jsonl",
+                         images="world", scoring="exact_match")
+    cfg = EvalConfig(benchmarks=[spec], max_new_tokens=8)
+    full = run_eval_stage(cfg, model_dir, fast_run, out)["benchmarks"]
+    predictions = out / "predictions" / "instruct" / "short_en.jsonl"
+    lines = predictions.read_text(encoding="utf-8").splitlines()
     kept = lines[: len(lines) // 2]
-    (out / "predictions_en.jsonl").write_text("\n".join(kept) + '\n{"question_id": "en-col', encoding="utf-8")
-    again = evaluate(EvalConfig(languages=["en"]), model_dir, bench, out)
-    resumed = (out / "predictions_en.jsonl").read_text(encoding="utf-8").splitlines()
+    predictions.write_text("\n".join(kept) + '\n{"question_id": "en-col', encoding="utf-8")
+    again = run_eval_stage(cfg, model_dir, fast_run, out)["benchmarks"]
+    resumed = predictions.read_text(encoding="utf-8").splitlines()
     assert resumed[: len(kept)] == kept  # nothing already written is lost or redone
     assert len(resumed) == len(lines)
     assert again == full

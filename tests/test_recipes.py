@@ -33,7 +33,7 @@ def test_shipped_ablation_plan_validates_with_every_variant(path: Path) -> None:
 def test_dotted_override_is_typed() -> None:
     recipe = load_recipe(RECIPES[0], ["instruct.lr=3e-4", "world.languages=[en, ko]"])
     assert recipe.instruct.lr == 3e-4
-    assert recipe.world.languages == ["en", "ko"]
+    assert recipe.world["languages"] == ["en", "ko"]
 
 
 def test_typo_is_an_error_naming_the_file_and_field(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import random
 
 import torch
 
-from xllava.config import WorldConfig
-from xllava.train.tower import RELATION_BITS, extra_scenes, scene_labels
+from xllava.world.config import WorldConfig
 from xllava.world.scene import Scene, direction, generate_scene
+from xllava.world.tower import RELATION_BITS, extra_scenes, scene_labels
 
 
 def test_relationship_bits_follow_the_scene_graph() -> None:

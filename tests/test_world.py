@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from xllava.config import WorldConfig
 from xllava.world import build_world
 from xllava.world.captions import N_VARIANTS, caption, object_first_caption
+from xllava.world.config import WorldConfig
 from xllava.world.korean import final_consonant, josa, particle
 from xllava.world.lexicon import COLOURS, EN_NUMBERS, KINDS, POSITIONS, SIZES, TIMES, WEATHERS, answer_word
 from xllava.world.questions import CATEGORIES, Question, answer_of, candidates

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ SetOpt = typer.Option(None, "--set", "-s", help="override a recipe field: sectio
 
 
 def _recipe(path: Path, overrides: list[str] | None):
-    from xllava.config import load_recipe
+    from xllava.pipeline import load_recipe
 
     return load_recipe(path, overrides)
 
@@ -31,10 +30,15 @@ def run(
     force: bool = typer.Option(False, help="redo stages even if complete"),
 ) -> None:
     """Run a recipe end to end: skip complete stages, resume an interrupted one, write the report."""
+    from xllava.preflight import InputError
     from xllava.scale.launch import run_pipeline  # one process, or rank 0 of torchrun/accelerate launch
 
     r = _recipe(recipe, overrides)
-    results = run_pipeline(r, only=only, force=force)
+    try:
+        results = run_pipeline(r, only=only, force=force)
+    except InputError as err:
+        typer.echo(f"{recipe}: {err}", err=True)
+        raise typer.Exit(2) from None
     if results is None:  # another rank under a launcher: rank 0 reports
         return
     run_dir = r.run_dir
@@ -43,26 +47,13 @@ def run(
         model_dir = results.get("instruct", results.get("align"))["figures"]["model_dir"]
         typer.echo(f"model:  {model_dir}")
     if "eval" in results:
-        for lang, s in results["eval"]["figures"]["scores"].items():
-            typer.echo(f"accuracy {lang}: {s['accuracy']:.1%} (mean over question types)")
+        figures = results["eval"]["figures"]
+        for lang, s in figures["scores"].items():
+            if s.get("score") is not None:
+                typer.echo(f"{figures['headline']} {lang}: {s['metric']} {s['score']:.1%}")
     if "report" in results:
         typer.echo(f"report: {results['report']['figures']['report']}")
     typer.echo(f"run directory: {run_dir}")
-
-
-@app.command()
-def world(
-    out_dir: Path = typer.Argument(..., help="where to write images, annotations, captions, benchmarks"),
-    recipe: Path = typer.Option(None, help="take the world section from this recipe"),
-    overrides: list[str] = SetOpt,
-) -> None:
-    """Build the embedded trilingual world."""
-    from xllava.config import WorldConfig
-    from xllava.world import build_world
-
-    cfg = _recipe(recipe, overrides).world if recipe else WorldConfig()
-    summary = build_world(out_dir, cfg)
-    typer.echo(json.dumps(summary, indent=1, ensure_ascii=False)[:2000])
 
 
 @app.command()
@@ -94,8 +85,8 @@ def ablation(
     typer.echo(f"table: {table}")
 
 
-# `xllava eval` (the world's short answers by default; --format suite|vqav2|gqa|pope|mmbench|llava|llava-bench)
-# and `xllava judge` (review, pairwise, serve) live in xllava.eval.commands (typer only at import).
+# `xllava eval` (one benchmark in its public format: llava|vqav2|gqa|pope|mmbench|llava-bench)
+# and `xllava judge` (review, pairwise) live in xllava.eval.commands (typer only at import).
 from xllava.eval import commands as _eval_cli  # noqa: E402
 
 app.command("eval")(_eval_cli.eval_command)
@@ -143,6 +134,11 @@ app.add_typer(_scale_cli, name="scale")
 from xllava.lm.cli import app as _lm_cli  # noqa: E402
 
 app.add_typer(_lm_cli, name="lm")
+
+# the embedded sandbox: `xllava world build|teacher|judge` (typer only at import)
+from xllava.world_cli import app as _world_cli  # noqa: E402  (the world itself is imported lazily)
+
+app.add_typer(_world_cli, name="world")
 
 if __name__ == "__main__":
     app()

@@ -6,6 +6,7 @@ A recipe is YAML; any field can be overridden from the command line with a dotte
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,74 +14,10 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 from xllava.datagen.config import DatagenConfig
-from xllava.eval.suite_config import EvalSuiteConfig
+from xllava.eval.suite_config import EvalConfig
 from xllava.lm.config import LmConfig, LoraConfig
 from xllava.strict import Strict
 from xllava.vocab.config import VocabConfig
-
-# ---------------------------------------------------------------- world
-
-
-class WorldConfig(Strict):
-    """The embedded synthetic trilingual world (xllava.world)."""
-
-    seed: int = 0
-    n_train_scenes: int = 1200
-    n_eval_scenes: int = 120
-    image_size: int = 96
-    grid_size: int = 3
-    min_objects: int = 2
-    max_objects: int = 5
-    languages: list[str] = ["en", "ko", "zh"]
-    # stage-1 captions: objects in reading order (`listing`), or each object named first and its
-    # attributes and relations after it (`object_first`), which asks for lookups by kind
-    caption_style: Literal["listing", "object_first"] = "listing"
-    # held-out short-answer questions per question type per language
-    eval_questions_per_type: int = 60
-    # short-answer training questions per train scene per language (the VQA part of the stage-2 mix)
-    train_questions_per_scene: int = 6
-    # turns per short-answer training record (min, max): more turns share one image's tokens
-    short_answer_turns: tuple[int, int] = (3, 6)
-    # the one-word instruction on every question (LLaVA-1.5's VQA data) or on each record's first
-    # question only: the answer style is set once, and the turns after it cost ~40% fewer tokens
-    short_answer_instruction: Literal["every_turn", "first_turn"] = "every_turn"
-    # no two turns of a record about the same object kind: otherwise answers can be copied from the
-    # turns before them ("Is there a red ball?" ... "What colour is the ball?"), and a small model
-    # learns that instead of looking (held-out colour stayed at chance; README, "Measured figures")
-    short_answer_independent_turns: bool = True
-    # "<image>\nquestion" (LLaVA's usual order) or "question\n<image>" in short-answer records: after
-    # the question, the image tokens can see what is asked (the eval's `image_first` must match)
-    short_answer_image_first: bool = True
-    # about the same number of training questions per scene (so records of about the same length
-    # and little padding in random batches) instead of questions drawn uniformly from the pools
-    spread_questions_over_scenes: bool = True
-    # relative share of each question type among the training questions (types left out weigh 1):
-    # a type learned in a few hundred steps (atmosphere) can give its share to a slow one (relation)
-    train_question_mix: dict[str, float] = {}
-
-    @model_validator(mode="after")
-    def _turns_in_order(self) -> WorldConfig:
-        low, high = self.short_answer_turns
-        if not 1 <= low <= high:
-            raise ValueError(f"short_answer_turns must be (min, max) with 1 <= min <= max, got {self.short_answer_turns}")
-        return self
-
-    @model_validator(mode="after")
-    def _mix_known(self) -> WorldConfig:
-        from xllava.world.questions import CATEGORIES  # the world imports this module
-
-        unknown = sorted(set(self.train_question_mix) - set(CATEGORIES))
-        if unknown:
-            raise ValueError(f"train_question_mix: unknown question types {unknown}; known: {list(CATEGORIES)}")
-        if any(w < 0 for w in self.train_question_mix.values()) or not any(self.question_weights().values()):
-            raise ValueError(f"train_question_mix: weights must be >= 0 and not all 0, got {self.train_question_mix}")
-        return self
-
-    def question_weights(self) -> dict[str, float]:
-        from xllava.world.questions import CATEGORIES
-
-        return {c: float(self.train_question_mix.get(c, 1.0)) for c in CATEGORIES}
-
 
 # ---------------------------------------------------------------- model
 
@@ -147,24 +84,19 @@ class ModelConfig(Strict):
 # ---------------------------------------------------------------- training
 
 
-class TowerConfig(Strict):
-    """Pretraining a from-scratch vision tower on the world's scene graphs (xllava.train.tower):
-    the offline stand-in for a pretrained CLIP."""
+class DataSource(Strict):
+    """LLaVA JSON/JSONL files (a path or a glob) and the folder their `image` fields are relative to."""
 
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 2e-3
-    seed: int = 0
-    # scenes generated and rendered in memory for this stage only, on top of the world's train
-    # scenes (CLIP saw millions of images; a tower that learns relationships from 1,200 memorises
-    # them). Drawn from their own seed stream; none has the content of an eval scene.
-    extra_scenes: int = 0
+    path: str
+    image_root: str | None = None  # default: the stage's image_root, else each file's own folder
 
 
 class TrainStageConfig(Strict):
     """One LLaVA training stage. Stage 1 (align) and stage 2 (instruct) differ only in defaults."""
 
-    data: list[str] = Field(default_factory=list)  # LLaVA JSON/JSONL files, relative to the run dir
+    # LLaVA JSON/JSONL files or globs (relative paths: against the run directory), each a plain path
+    # or {path, image_root}; text-only records (no `image`) train too, as in LLaVA-665K
+    data: list[str | DataSource] = Field(default_factory=list)
     languages: list[str] | None = None  # keep only these `lang` values; None keeps all
     tasks: list[str] | None = None  # keep only these `task` values (e.g. drop the mvif types); None keeps all
     image_root: str | None = None  # images are resolved against this (default: the data file's folder)
@@ -202,40 +134,34 @@ class TrainStageConfig(Strict):
     gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU supports it, else fp32
 
-
-class EvalConfig(Strict):
-    benchmark: str = "world/bench"  # folder of {lang}.jsonl files, relative to the run dir
-    languages: list[str] = ["en", "ko"]
-    batch_size: int = 32
-    max_new_tokens: int = 8
-    limit: int | None = None
-    image_first: bool = True  # "<image>\nquestion" (LLaVA's usual order) or "question\n<image>"
-    # every public benchmark format on the world's instances, judges and preference (xllava.eval.suite);
-    # null skips it
-    suite: EvalSuiteConfig | None = EvalSuiteConfig()
+    def sources(self) -> list[DataSource]:
+        return [DataSource(path=d, image_root=self.image_root) if isinstance(d, str)
+                else DataSource(path=d.path, image_root=d.image_root or self.image_root) for d in self.data]
 
 
 # ---------------------------------------------------------------- recipe
 
+# Every stage the pipeline knows, in run order. `world` and `tower` are the embedded sandbox's (the
+# pipeline's stage table wires them in); their sections are validated by the world's own configs.
 STAGES = ("world", "datagen", "vocab", "lm", "tower", "align", "instruct", "eval", "report")
+CORE_STAGES = ["datagen", "vocab", "lm", "align", "instruct", "eval", "report"]
 
 
 class Recipe(Strict):
     name: str
     output_dir: str = "runs/${name}"
-    stages: list[str] = list(STAGES)
-    world: WorldConfig = WorldConfig()
+    # named input locations: `${key}` anywhere in the recipe is replaced by the value, made absolute
+    # against the working directory, so a recipe names each of its inputs' roots once
+    paths: dict[str, str] = {}
+    stages: list[str] = list(CORE_STAGES)
+    world: dict[str, Any] = {}  # the embedded world's section (its WorldConfig, checked by the pipeline)
+    tower: dict[str, Any] = {}  # the world's tower pretraining (its TowerConfig)
     datagen: DatagenConfig = DatagenConfig()
     vocab: VocabConfig = VocabConfig()
     lm: LmConfig = LmConfig()
     model: ModelConfig = ModelConfig()
-    tower: TowerConfig = TowerConfig()
-    align: TrainStageConfig = TrainStageConfig(
-        data=["world/captions.jsonl"], lr=1e-3, llm_mode="frozen", epochs=1.0
-    )
-    instruct: TrainStageConfig = TrainStageConfig(
-        data=["world/instruct.jsonl"], lr=2e-4, projector_lr=2e-5, llm_mode="lora", epochs=1.0
-    )
+    align: TrainStageConfig = TrainStageConfig(lr=1e-3, llm_mode="frozen", epochs=1.0)
+    instruct: TrainStageConfig = TrainStageConfig(lr=2e-4, projector_lr=2e-5, llm_mode="lora", epochs=1.0)
     eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
@@ -250,6 +176,27 @@ class Recipe(Strict):
         return Path(self.output_dir.replace("${name}", self.name))
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _substitute(node: Any, values: dict[str, str], where: str) -> Any:
+    """`${key}` in every string of the tree -> values[key]; an unknown key is an error naming the field."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, values, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, values, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def one(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise ValueError(f"{where}: ${{{key}}} is not defined in `paths` (defined: {sorted(values)})")
+        return values[key]
+
+    return _PLACEHOLDER.sub(one, node)
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -261,7 +208,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML and apply `a.b.c=value` overrides (values parsed as YAML scalars)."""
+    """Read a recipe YAML, apply `a.b.c=value` overrides (values parsed as YAML scalars), then replace
+    `${name}` and `${key}` for each key of `paths`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"recipe {path} does not exist")
@@ -272,6 +220,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         key, raw = item.split("=", 1)
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
     try:
+        paths = {str(k): str(Path(str(v)).expanduser().absolute()) for k, v in (tree.get("paths") or {}).items()}
+        values = {**paths, "name": str(tree.get("name", ""))}
+        tree = {k: (v if k in ("paths", "output_dir") else _substitute(v, values, k)) for k, v in tree.items()}
+        tree["paths"] = paths
         return Recipe.model_validate(tree)
     except Exception as err:  # pydantic's message names the field; add the file
         raise ValueError(f"{path}: {err}") from err

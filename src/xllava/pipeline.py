@@ -6,6 +6,13 @@ it reads (STAGE_READS), so changing the world redoes everything after it, and ch
 redoes everything but the world, the generated data and the tower. A stage without a manifest is
 resumed (training restarts from its last complete checkpoint). Each stage directory also holds the
 resolved config that made it.
+
+Before any stage runs, every input the recipe names is checked (xllava.preflight): all missing
+files, malformed data, unreachable endpoints and missing keys are reported at once.
+
+This is the one module that wires the embedded world in: the `world` and `tower` stages, and the
+teacher and judge a recipe names as `base_url: world`, which the pipeline serves on loopback from
+the world stage's output and hands to `datagen` and `eval` like any other endpoint.
 """
 
 from __future__ import annotations
@@ -15,13 +22,18 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from xllava.config import Recipe, dump_config
+from xllava.config import load_recipe as read_recipe
 from xllava.io import stamp_matches, write_stamp
 from xllava.model.assemble import assemble, save_llava
 from xllava.model.llm_sources import materialise_llm
+from xllava.preflight import WORLD_URL, InputError, check_inputs
 
 MANIFEST = "manifest.json"
 
@@ -63,7 +75,7 @@ STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "datagen": ((), ("world",)),
     "vocab": (("model.llm", "align.data", "instruct.data"), ("world", "datagen")),
     "lm": (("model.llm", "align.data", "instruct.data"), ("world", "datagen", "vocab")),
-    "tower": (("model.vision",), ("world",)),
+    "tower": (("model.vision", "world"), ("world",)),
     "align": (("model",), ("world", "datagen", "vocab", "lm", "tower")),
     "instruct": (("model",), ("world", "datagen", "vocab", "lm", "tower", "align")),
     "eval": ((), ("world", "datagen", "vocab", "lm", "tower", "align", "instruct")),
@@ -71,20 +83,76 @@ STAGE_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# ---------------------------------------------------------------- the world's part of the stage table
+
+
+def world_sections(recipe: Recipe):
+    """The recipe's `world` and `tower` sections, validated by the world's own configs."""
+    from xllava.world.config import TowerConfig, WorldConfig
+
+    return WorldConfig.model_validate(recipe.world), TowerConfig.model_validate(recipe.tower)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """xllava.config.load_recipe, with the world's sections validated too (errors name the file)."""
+    recipe = read_recipe(path, overrides)
+    if not (recipe.world or recipe.tower or {"world", "tower"} & set(recipe.stages)):
+        return recipe  # a recipe without the sandbox never loads it
+    try:
+        world_sections(recipe)
+    except Exception as err:
+        raise ValueError(f"{path}: world or tower section: {err}") from err
+    return recipe
+
+
+WORLD_TEACHER_ENDPOINT = "xllava-world-teacher"  # the store's key for it (its port changes per run)
+
+
+@contextmanager
+def world_teacher(recipe: Recipe) -> Iterator[str]:
+    """The world teacher in a child process (its own core) on loopback, for the block."""
+    from xllava.datagen.openai_server import FaultConfig
+    from xllava.world.teacher import world_teacher_process
+
+    world, _ = world_sections(recipe)
+    server = world_teacher_process(recipe.run_dir / "world", FaultConfig(latency_s=world.teacher_latency_s)).start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def world_judge(recipe: Recipe) -> Iterator[tuple[str, str]]:
+    """(base_url, model) of the world judge served in a thread on loopback, for the block."""
+    from xllava.datagen.openai_server import ServerThread, create_app
+    from xllava.world.judge import MODEL_NAME, WorldJudge
+
+    with ServerThread(create_app(WorldJudge(recipe.run_dir / "world"), model_ids=(MODEL_NAME,))) as server:
+        yield server.base_url, MODEL_NAME
+
+
+def _section_dump(recipe: Recipe, stage: str) -> dict | None:
+    if stage in ("world", "tower"):
+        world, tower = world_sections(recipe)
+        return (world if stage == "world" else tower).model_dump(mode="json")
+    section = getattr(recipe, stage, None)
+    return section.model_dump(mode="json") if section is not None else None
+
+
 def _recipe_field(recipe: Recipe, dotted: str):
-    value = recipe
+    value = recipe.model_dump(mode="json")
     for part in dotted.split("."):
-        value = getattr(value, part)
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        value = value[part]
+    return value
 
 
 def stage_hash(recipe: Recipe, stage: str, upstream: dict[str, str]) -> str:
     """The hash of `stage`'s own section, the recipe fields it reads and the hashes of the stages it
     reads (`upstream`: stage -> hash, for the stages before it in the run)."""
     fields, reads = STAGE_READS[stage]
-    section = getattr(recipe, stage) if stage != "report" else None
     payload = {
-        "config": section.model_dump(mode="json") if section is not None else None,
+        "config": _section_dump(recipe, stage),
         "reads": {name: _recipe_field(recipe, name) for name in fields},
         "upstream": {name: upstream[name] for name in reads if name in upstream},
     }
@@ -118,26 +186,33 @@ class Pipeline:
     # ------------------------------------------------------------ stages
 
     def stage_world(self, stage_dir: Path) -> dict:
-        from xllava.world import build_world
+        from xllava.world.build import build_world
 
-        return build_world(stage_dir, self.recipe.world)
+        return build_world(stage_dir, world_sections(self.recipe)[0])
 
     def stage_tower(self, stage_dir: Path) -> dict:
-        from xllava.train.tower import pretrain_tower
+        from xllava.world.tower import pretrain_tower
 
-        return pretrain_tower(
-            self.recipe.model.vision, self.recipe.tower, self.run_dir / "world", stage_dir, self.recipe.world
-        )
+        world, tower = world_sections(self.recipe)
+        return pretrain_tower(self.recipe.model.vision, tower, self.run_dir / "world", stage_dir, world)
 
     def stage_datagen(self, stage_dir: Path) -> dict:
-        from xllava.datagen import run_datagen_stage
+        from xllava.datagen.config import ModelPrice
+        from xllava.datagen.stage import run_datagen_stage
 
-        return run_datagen_stage(self.recipe.datagen, self.run_dir / "world", stage_dir)
+        cfg = self.recipe.datagen
+        image_root = self.run_dir / str(cfg.images)
+        if cfg.teacher.base_url != WORLD_URL:
+            return run_datagen_stage(cfg, image_root, stage_dir, str(cfg.teacher.base_url))
+        free = {**cfg.prices, cfg.teacher.model: ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0)}
+        with world_teacher(self.recipe) as base_url:
+            return run_datagen_stage(cfg.model_copy(update={"prices": free}), image_root, stage_dir, base_url,
+                                     endpoint_id=WORLD_TEACHER_ENDPOINT)
 
     def stage_vocab(self, stage_dir: Path) -> dict:
         from xllava.vocab import render_markdown, run_vocab_stage
 
-        llm_dir = materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._world_texts())
+        llm_dir = materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._training_texts())
         figures = run_vocab_stage(self.recipe.vocab, llm_dir, stage_dir, root=self.run_dir)
         (stage_dir / "vocab.md").write_text(render_markdown(figures), encoding="utf-8")
         return figures
@@ -155,11 +230,11 @@ class Pipeline:
         for stage in ("lm", "vocab"):
             if stage in ahead:
                 return self.run_dir / stage / "model"
-        return materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._world_texts())
+        return materialise_llm(self.recipe.model.llm, self.run_dir / "base" / "llm", self._training_texts())
 
     def tower_source(self) -> str:
         if "tower" in self.recipe.stages:
-            return "pretrained by the tower stage on the world's scene graphs"
+            return "pretrained by the world's tower stage on its scene graphs"
         if self.recipe.model.vision.path:
             return f"pretrained ({self.recipe.model.vision.path})"
         return "randomly initialised"
@@ -183,18 +258,19 @@ class Pipeline:
             write_stamp(stamp, made_from)
         return init
 
-    def _world_texts(self):
+    def _training_texts(self):
         """Every text of the training files, for a from-scratch tokenizer (never the benchmark)."""
+        from xllava.train.data import expand_data_path
+
         languages = self.recipe.model.llm.scratch.tokenizer_languages
-        for rel in [*self.recipe.align.data, *self.recipe.instruct.data]:
-            path = self.run_dir / rel
-            if not path.exists():
-                continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                record = json.loads(line) if line.strip() else {}
-                if languages is None or record.get("lang") in languages:
-                    for turn in record.get("conversations", []):
-                        yield turn.get("value", "").replace("<image>", "")
+        for source in [*self.recipe.align.sources(), *self.recipe.instruct.sources()]:
+            for path in expand_data_path(self.run_dir / source.path):
+                records = ([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                           if path.suffix == ".jsonl" else json.loads(path.read_text(encoding="utf-8")))
+                for record in records:
+                    if languages is None or record.get("lang") in languages:
+                        for turn in record.get("conversations", []):
+                            yield turn.get("value", "").replace("<image>", "")
 
     def stage_train(self, name: str, stage_dir: Path) -> dict:
         from xllava.train.stage import train_stage
@@ -230,17 +306,20 @@ class Pipeline:
         raise FileNotFoundError(f"no trained model before stage {before!r} in {self.run_dir}")
 
     def stage_eval(self, stage_dir: Path) -> dict:
-        from xllava.eval.world_bench import evaluate
+        from xllava.eval.stage import run_eval_stage
 
-        model_dir = self.trained_model_dir()
-        scores = evaluate(self.recipe.eval, model_dir, self.run_dir / self.recipe.eval.benchmark, stage_dir)
-        figures = {"model_dir": str(model_dir), "scores": scores}
-        if self.recipe.eval.suite is not None:
-            from xllava.eval.suite import run_eval_suite
-
-            suite = run_eval_suite(self.recipe.eval.suite, model_dir, self.run_dir / "world", stage_dir / "suite")
-            figures["suite"] = {b: {lang: r["score"] for lang, r in v.items()} for b, v in suite["benchmarks"].items()}
-        return figures
+        cfg, model_dir = self.recipe.eval, self.trained_model_dir()
+        if cfg.judge.base_url == WORLD_URL and cfg.needs_judge():
+            with world_judge(self.recipe) as (base_url, model):
+                judge = cfg.judge.model_copy(update={"base_url": base_url, "model": model, "api_key_env": None})
+                results = run_eval_stage(cfg, model_dir, self.run_dir, stage_dir, judge,
+                                         "the world judge (loopback)")
+        else:
+            results = run_eval_stage(cfg, model_dir, self.run_dir, stage_dir)
+        headline = results["headline"]
+        return {"model_dir": str(model_dir), "headline": headline,
+                "scores": results["benchmarks"].get(headline, {}) if headline else {},
+                "suite": {b: {lang: r.get("score") for lang, r in v.items()} for b, v in results["benchmarks"].items()}}
 
     def stage_report(self, stage_dir: Path) -> dict:
         from xllava.report import write_report
@@ -251,6 +330,9 @@ class Pipeline:
     # ------------------------------------------------------------ driver
 
     def run(self, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
+        problems = check_inputs(self.recipe, only)
+        if problems:
+            raise InputError(problems)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.recipe, self.run_dir / "recipe.resolved.yaml")
         results: dict[str, dict] = {}
@@ -285,14 +367,19 @@ class Pipeline:
                 "inputs": self._inputs(stage),
                 "figures": figures,
             }
-            section = getattr(self.recipe, stage, None)
-            if section is not None and hasattr(section, "model_dump"):
-                dump_config(section, stage_dir / "config.resolved.yaml")
+            section = _section_dump(self.recipe, stage)
+            if section is not None:
+                (stage_dir / "config.resolved.yaml").write_text(
+                    yaml.safe_dump(section, sort_keys=False, allow_unicode=True), encoding="utf-8")
             (stage_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
             results[stage] = manifest
         return results
 
     def _inputs(self, stage: str) -> dict[str, str]:
-        cfg = getattr(self.recipe, stage, None)
-        files = [self.run_dir / p for p in getattr(cfg, "data", [])]
-        return {str(p.relative_to(self.run_dir)): file_digest(p) for p in files if p.is_file()}
+        """Digest of each training data file the stage read (by its path as the recipe resolves it)."""
+        from xllava.train.data import expand_data_path
+
+        if stage not in ("align", "instruct"):
+            return {}
+        files = [f for s in getattr(self.recipe, stage).sources() for f in expand_data_path(self.run_dir / s.path)]
+        return {str(f.relative_to(self.run_dir) if f.is_relative_to(self.run_dir) else f): file_digest(f) for f in files}

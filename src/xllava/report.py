@@ -158,18 +158,18 @@ def write_report(recipe: Recipe, run_dir: Path, out_dir: Path) -> Path:
     if plot_losses(run_dir, out_dir / "loss_curve.png"):
         lines += ["## Loss", "", "![loss curve](loss_curve.png)", ""]
 
-    scores_path = run_dir / "eval" / "scores.json"
-    if scores_path.exists():
-        scores = json.loads(scores_path.read_text())
+    suite_path = run_dir / "eval" / "suite_scores.json"
+    suite = json.loads(suite_path.read_text()) if suite_path.exists() else {}
+    scores = suite.get("benchmarks", {}).get(suite.get("headline"), {})
+    if scores and all("majority_baseline" in s for s in scores.values()):  # scored per type, with baselines
         plot_accuracy(scores, out_dir / "accuracy.png")
-        lines += ["## Accuracy on the world's held-out questions", "", *accuracy_table(scores), "",
+        lines += [f"## Accuracy by question type ({suite['headline']})", "", *accuracy_table(scores), "",
                   "![accuracy](accuracy.png)", "",
                   f"Protocol: {next(iter(scores.values()))['protocol']}. "
                   "Greedy decoding through the model's chat template; the majority baseline always gives "
                   "the most common answer of its question type.", ""]
-    suite_path = run_dir / "eval" / "suite" / "suite_scores.json"
-    if suite_path.exists():
-        lines += [render_eval_section(json.loads(suite_path.read_text()), out_dir), ""]
+    if suite:
+        lines += [render_eval_section(suite, out_dir), ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     (out_dir / "report.html").write_text(render_html("\n".join(lines), f"xllava run report: {recipe.name}"), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""`xllava datagen ...`: generate mvif data from any OpenAI-compatible teacher, derive, serve the world teacher.
+"""`xllava datagen ...`: generate mvif data from any OpenAI-compatible teacher, and derive training data.
 
 Heavy imports happen inside the commands, so `xllava --help` stays fast.
 """
@@ -25,7 +25,7 @@ def generate(
     out_dir: Path = typer.Argument(..., help="store.jsonl, mvif.jsonl and summary.json go here"),
     config: Path = typer.Option(None, exists=True, dir_okay=False, help="a DatagenConfig YAML; options below override it"),
     base_url: str = typer.Option(None, help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or "
-                                 "http://localhost:8000/v1 (vLLM); omit for the embedded world teacher"),
+                                 "http://localhost:8000/v1 (vLLM); required here or in --config"),
     model: str = typer.Option(None, help="teacher model name, e.g. gpt-4o"),
     api_key_env: str = typer.Option(None, help="environment variable holding the API key (default OPENAI_API_KEY)"),
     tasks: str = typer.Option(None, help="comma-separated: object,location,atmosphere,conversation,short_answer"),
@@ -71,16 +71,12 @@ def generate(
         cfg = DatagenConfig.model_validate(tree)
     except Exception as err:
         raise typer.BadParameter(f"{config or 'options'}: {err}") from err
-    only = {line.strip() for line in ids_file.read_text().splitlines() if line.strip()} if ids_file else None
-    from xllava.datagen.stage import teacher_endpoint, train_image_ids
-
     if cfg.teacher.base_url is None:
-        if not (image_root / "world.json").is_file():
-            raise typer.BadParameter("--base-url is required unless IMAGE_ROOT is an embedded world")
-        only = only if only is not None else train_image_ids(image_root)
-    with teacher_endpoint(cfg, image_root) as (base, endpoint):
-        summary = run_generate(cfg, image_root, out_dir, base, endpoint_id=endpoint, only_ids=only,
-                               progress=progress)
+        raise typer.BadParameter("--base-url (or teacher.base_url in --config) is required")
+    from xllava.datagen.stage import read_image_ids
+
+    only = read_image_ids(ids_file) if ids_file else None
+    summary = run_generate(cfg, image_root, out_dir, cfg.teacher.base_url, only_ids=only, progress=progress)
     summary["training_set"] = derive_training_set(out_dir / cfg.store, out_dir / "mvif.jsonl", image_root,
                                                   cfg.quality, image_first=cfg.image_first)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -99,31 +95,3 @@ def derive(
 
     result = derive_training_set(out_dir / store, out or out_dir / "mvif.jsonl", image_root)
     typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
-
-
-@app.command()
-def teacher(
-    world_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="an embedded world (xllava world)"),
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8011),
-    latency: float = typer.Option(0.0, help="seconds added to every request"),
-    rate_429: float = typer.Option(0.0, help="share of requests answered 429 with Retry-After"),
-    rate_500: float = typer.Option(0.0, help="share answered 500"),
-    rate_malformed: float = typer.Option(0.0, help="share answered with truncated JSON"),
-    rate_timeout: float = typer.Option(0.0, help="share that hang for --hang seconds"),
-    retry_after: float = typer.Option(1.0, help="Retry-After of injected 429s (seconds)"),
-    hang: float = typer.Option(30.0, help="how long a 'timeout' request hangs"),
-    seed: int = typer.Option(0, help="fault-injection seed"),
-    no_json_schema: bool = typer.Option(False, help="reject response_format json_schema (test JSON-mode fallback)"),
-    fd: int = typer.Option(None, hidden=True, help="serve on this inherited listening socket (ServerProcess)"),
-) -> None:
-    """Serve the world teacher: OpenAI-compatible /v1/chat/completions and /v1/models."""
-    from xllava.datagen.openai_server import FaultConfig
-    from xllava.datagen.world_teacher import serve_world_teacher
-
-    faults = FaultConfig(latency_s=latency, rate_429=rate_429, rate_500=rate_500, rate_malformed=rate_malformed,
-                         rate_timeout=rate_timeout, retry_after_s=retry_after, hang_s=hang, seed=seed,
-                         reject_json_schema=no_json_schema)
-    if fd is None:
-        typer.echo(f"world teacher on http://{host}:{port}/v1 (model world-teacher)")
-    serve_world_teacher(world_dir, faults, host, port, fd)

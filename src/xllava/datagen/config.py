@@ -34,6 +34,9 @@ class SelectionConfig(Strict):
     main_object_min_area: float = 0.01
     max_listed_objects: int = 20  # objects named in the prompt, largest first
     max_listed_relations: int = 20
+    # a file of image ids (one per line): only these images are sent (e.g. a train split, so that no
+    # benchmark image reaches the teacher); relative to the image root
+    image_ids_file: str | None = None
     num_shards: int = 1
     shard: int = 0
     limit: int | None = None  # at most this many images (after sharding)
@@ -50,9 +53,10 @@ class SelectionConfig(Strict):
 class TeacherConfig(Strict):
     """An OpenAI-compatible vision endpoint, reached through the official `openai` client."""
 
-    base_url: str | None = None  # None: the embedded world teacher, started on loopback
-    model: str = "world-teacher"
-    api_key_env: str = "OPENAI_API_KEY"  # read at run time; the key itself is never stored
+    base_url: str | None = None  # e.g. https://api.openai.com/v1, http://localhost:8000/v1 (vLLM)
+    model: str = "gpt-4o"
+    # read at run time; the key itself is never stored. None: the endpoint takes no key
+    api_key_env: str | None = "OPENAI_API_KEY"
     temperature: float = 0.2
     top_p: float | None = None
     max_tokens: int = 2048
@@ -91,13 +95,15 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.6),
     "gpt-4.1": ModelPrice(input_per_mtok=2.0, output_per_mtok=8.0),
     "gpt-4.1-mini": ModelPrice(input_per_mtok=0.4, output_per_mtok=1.6),
-    "world-teacher": ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0),
 }
 
 
 class DatagenConfig(Strict):
     """The whole generator: `xllava datagen generate --config FILE`, or a recipe's `datagen:` section."""
 
+    # the images and their Visual Genome annotations (`selection.objects_file`, ...): a folder,
+    # relative to the run directory in a recipe
+    images: str | None = None
     tasks: list[str] = list(PAPER_TASKS)
     languages: list[str] = ["en", "ko", "zh"]
     prompt_version: str = "v1"
@@ -111,8 +117,6 @@ class DatagenConfig(Strict):
     # where the training records put the image: "<image>\nquestion" (LLaVA's usual order) or
     # "question\n<image>" (then the image tokens see the question; the eval's image_first must match)
     image_first: bool = True
-    # the embedded world teacher's injected latency (seconds); 0 for the recipes, 0.2 for the bench
-    world_teacher_latency_s: float = 0.0
 
     @model_validator(mode="after")
     def _check(self) -> DatagenConfig:

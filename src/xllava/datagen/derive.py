@@ -13,10 +13,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from xllava.corpus.readers import nfc
 from xllava.datagen.config import TASKS, QualityConfig
 from xllava.datagen.quality import DuplicateGate, signature
 from xllava.datagen.store import latest, read_records
-from xllava.world.korean import nfc
 
 
 def _conversations(turns: list[dict], lang: str, image_first: bool = True) -> list[dict]:

@@ -171,7 +171,8 @@ async def generate_async(cfg: DatagenConfig, image_root: Path, out_dir: Path, ba
         raise ValueError(f"budget_usd is set but prices has no entry for model {cfg.teacher.model!r}")
     if cfg.teacher.model not in cfg.prices:
         warnings.warn(f"no price for model {cfg.teacher.model!r}: cost is counted as 0", stacklevel=2)
-    api_key = api_key if api_key is not None else os.environ.get(cfg.teacher.api_key_env)
+    if api_key is None and cfg.teacher.api_key_env:
+        api_key = os.environ.get(cfg.teacher.api_key_env)
     endpoint = endpoint_id or public_endpoint(base_url)
     selection = select_images(image_root, cfg.selection, only_ids)
     params = generation_params(cfg)

@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass
 
 from xllava.datagen.selection import SelectedImage
-from xllava.world.lexicon import SHORT_ANSWER_INSTRUCTION
 
 LANGUAGE_NAMES = {
     "en": "English", "ko": "Korean", "zh": "Simplified Chinese", "zh-Hant": "Traditional Chinese",
@@ -46,6 +45,14 @@ def _t(en: str, ko: str, zh: str) -> dict[str, str]:
 def _turn(q: tuple[str, str, str], a: tuple[str, str, str]) -> dict:
     return {"question": _t(*q), "answer": _t(*a)}
 
+
+# The instruction on every short-answer question (LLaVA-1.5's VQA data has one like it); the eval's
+# `post_prompt: short_answer` appends the same words.
+SHORT_ANSWER_INSTRUCTION: dict[str, str] = {
+    "en": "Answer with a single word or number.",
+    "ko": "한 단어나 숫자로 답하세요.",
+    "zh": "请用一个词或数字回答。",
+}
 
 _SA = SHORT_ANSWER_INSTRUCTION
 

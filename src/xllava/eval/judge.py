@@ -54,8 +54,9 @@ PAIRWISE_PROTOCOL = (
 def make_client(cfg: JudgeConfig, base_url: str | None = None) -> OpenAI:
     url = base_url or cfg.base_url
     if not url:
-        raise ValueError("no judge endpoint: set judge.base_url (or use the built-in world judge)")
-    return OpenAI(base_url=url, api_key=os.environ.get(cfg.api_key_env) or "not-needed",
+        raise ValueError("no judge endpoint: set judge.base_url")
+    key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+    return OpenAI(base_url=url, api_key=key or "not-needed",
                   max_retries=cfg.max_retries, timeout=cfg.timeout_s)
 
 

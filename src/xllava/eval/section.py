@@ -22,12 +22,26 @@ PAPER_TABLE3 = {
 }
 BENCHMARKS = {  # name -> (column title, headline metric)
     "short": ("short answers", "exact match (ko) / contains (en)"),
+    "llava": ("LLaVA questions", "exact match (ko) / contains (en)"),
     "vqav2": ("VQAv2-style", "VQA accuracy"),
     "gqa": ("GQA-style", "accuracy"),
     "pope": ("POPE-style", "F1"),
     "mmbench": ("MMBench-style", "CircularEval accuracy"),
     "llava_bench": ("LLaVA-Bench-style", "relative score"),
 }
+def _title(scores: dict, name: str) -> str:
+    """A benchmark's column title: its format's, or its own name where the recipe named it."""
+    if name in BENCHMARKS:
+        return BENCHMARKS[name][0]
+    fmt = scores.get("formats", {}).get(name, name)
+    return f"{name} ({BENCHMARKS[fmt][0]})" if fmt in BENCHMARKS else name
+
+
+def _metric(scores: dict, name: str) -> str:
+    key = name if name in BENCHMARKS else scores.get("formats", {}).get(name, name)
+    return BENCHMARKS.get(key, ("", "score"))[1]
+
+
 LANGUAGE_NAMES = {"ko": "Korean", "en": "English", "zh": "Chinese"}
 _COLOURS = {"win": "#3a923a", "tie": "#b0b0b0", "lose": "#c8423b"}
 
@@ -42,14 +56,14 @@ def _languages(scores: dict) -> list[str]:
 
 
 def plot_benchmarks(scores: dict, out: Path) -> None:
-    names = [b for b in BENCHMARKS if b in scores["benchmarks"]]
+    names = list(scores["benchmarks"])
     langs = _languages(scores)
     fig, ax = plt.subplots(figsize=(9, 3.6))
     width = 0.8 / max(1, len(langs))
     for i, lang in enumerate(langs):
         values = [(scores["benchmarks"][b].get(lang, {}).get("score") or 0) * 100 for b in names]
         ax.bar([j + i * width for j in range(len(names))], values, width, label=LANGUAGE_NAMES.get(lang, lang))
-    ax.set_xticks([j + width * (len(langs) - 1) / 2 for j in range(len(names))], [BENCHMARKS[b][0] for b in names],
+    ax.set_xticks([j + width * (len(langs) - 1) / 2 for j in range(len(names))], [_title(scores, b) for b in names],
                   rotation=15)
     ax.set_ylabel("headline score (x100)")
     ax.grid(axis="y", alpha=0.3)
@@ -89,9 +103,9 @@ def plot_preference(preference: dict, languages: list[str], out: Path, model: st
 
 
 def _headline_table(scores: dict, langs: list[str]) -> list[str]:
-    names = [b for b in BENCHMARKS if b in scores["benchmarks"]]
+    names = list(scores["benchmarks"])
     columns = [(lang, b) for lang in langs for b in names]
-    head = "| model | " + " | ".join(f"{lang}: {BENCHMARKS[b][0]}" for lang, b in columns) + " |"
+    head = "| model | " + " | ".join(f"{lang}: {_title(scores, b)}" for lang, b in columns) + " |"
     lines = [head, "|---" * (1 + len(columns)) + "|"]
     ours = [_pct(scores["benchmarks"][b].get(lang, {}).get("score")) for lang, b in columns]
     lines.append(f"| **{scores.get('model_name', 'model')}** (ours) | " + " | ".join(ours) + " |")
@@ -104,7 +118,8 @@ def _headline_table(scores: dict, langs: list[str]) -> list[str]:
 
 def _protocols(scores: dict, langs: list[str]) -> list[str]:
     lines = []
-    for b, (title, metric) in BENCHMARKS.items():
+    for b in scores["benchmarks"]:
+        title, metric = _title(scores, b), _metric(scores, b)
         per = scores["benchmarks"].get(b)
         if not per:
             continue
@@ -123,7 +138,7 @@ def _details(scores: dict, langs: list[str]) -> list[str]:
     per_type_benches = [b for b in ("short", "vqav2", "gqa", "mmbench") if b in bench]
     for b in per_type_benches:
         types = sorted({t for lang in langs for t in bench[b].get(lang, {}).get("per_type", {})})
-        lines += [f"**{BENCHMARKS[b][0]}** per type (n = " + ", ".join(
+        lines += [f"**{_title(scores, b)}** per type (n = " + ", ".join(
             f"{lang} {bench[b][lang]['n']}" for lang in langs if lang in bench[b]) + ")", "",
             "| type | " + " | ".join(langs) + " |", "|---" * (1 + len(langs)) + "|"]
         for t in types:
@@ -173,7 +188,8 @@ def _language_rates(scores: dict, langs: list[str]) -> list[str]:
     lines = ["**Answers in the question's language** (% of answers with letters; answers without letters, "
              "e.g. digits or a bare option letter, are neutral and left out)", "",
              "| benchmark | " + " | ".join(langs) + " |", "|---" * (1 + len(langs)) + "|"]
-    for b, (title, _) in BENCHMARKS.items():
+    for b in scores["benchmarks"]:
+        title = _title(scores, b)
         per = scores["benchmarks"].get(b)
         if not per:
             continue
@@ -211,11 +227,8 @@ def preference_section(scores: dict, langs: list[str], out_dir: Path) -> list[st
 
 
 def _judge_note(judge: str) -> str:
-    if judge == "xllava-world-judge":
-        return ("The judge here is the built-in world judge (`xllava-world-judge`): offline, it stands in for "
-                "GPT-4 by checking the world facts (kinds, colours, sizes, time, weather) each answer states against "
-                "the scene graph. Its scores show the harness end to end; they are not comparable to GPT-4's.")
-    return f"Judge: `{judge}`."
+    return (f"Judge: `{judge}`. Scores from one judge model are comparable with each other, not with another "
+            "judge's.")
 
 
 def render_eval_section(scores: dict, out_dir: Path, heading: str = "##") -> str:

@@ -124,8 +124,11 @@ def memory_rows(c: Counts, cfg: TrainStageConfig, mode: str, lora: LoraConfig, g
 
 def count_samples(recipe: Recipe, cfg: TrainStageConfig, stage: str) -> tuple[int, str]:
     """Records in the stage's data files (after its language/task filters), or the paper's figure."""
-    files = [recipe.run_dir / p for p in cfg.data]
-    if files and all(f.is_file() for f in files):
+    from xllava.train.data import expand_data_path
+
+    matched = [expand_data_path(recipe.run_dir / s.path) for s in cfg.sources()]
+    files = [f for group in matched for f in group]
+    if matched and all(matched):
         n = 0
         for f in files:
             text = f.read_text(encoding="utf-8")
@@ -135,8 +138,8 @@ def count_samples(recipe: Recipe, cfg: TrainStageConfig, stage: str) -> tuple[in
                      and (cfg.tasks is None or r.get("task") in cfg.tasks))
         return n, "counted in " + ", ".join(str(f) for f in files)
     if stage in PAPER_SAMPLES:
-        return PAPER_SAMPLES[stage], "the paper's data size (files not found under the run dir)"
-    raise ValueError(f"{stage}: data {cfg.data} not found and no --samples given")
+        return PAPER_SAMPLES[stage], "the paper's data size (the recipe's files are not on disk)"
+    raise ValueError(f"{stage}: data {[s.path for s in cfg.sources()]} not found and no --samples given")
 
 
 def plan_stage(recipe: Recipe, stage: str, c: Counts, gpus: int, samples: int | None, text_tokens: int | None,

@@ -6,6 +6,7 @@ the field, before any training starts, so nothing already written is touched.
 
 from __future__ import annotations
 
+import glob
 import json
 import unicodedata
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class Sample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _records(path: Path) -> list[tuple[int, Any]]:
+def read_data_records(path: Path) -> list[tuple[int, Any]]:
     """(line or index, record) pairs; JSONL lines are numbered from 1."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
@@ -123,19 +124,33 @@ def parse_record(
     return Sample(sample_id, image, messages, record.get("lang"), record.get("task"), (str(path), line), extra)
 
 
+def expand_data_path(pattern: Path) -> list[Path]:
+    """A data path, or every file a glob matches (sorted); an empty list when nothing is there."""
+    if glob.has_magic(str(pattern)):
+        return sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+    return [pattern] if pattern.is_file() else []
+
+
 def load_samples(
     paths: list[Path],
     image_root: Path | None = None,
     languages: list[str] | None = None,
     tasks: list[str] | None = None,
+    image_roots: list[Path | None] | None = None,
 ) -> list[Sample]:
+    """Samples of every file (globs expanded); `image_roots` gives each path its own image folder."""
     samples: list[Sample] = []
-    for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"training data file {path} does not exist")
-        root = image_root or path.parent
+    roots = image_roots or [image_root] * len(paths)
+    files: list[tuple[Path, Path | None]] = []
+    for pattern, own_root in zip(paths, roots, strict=True):
+        matched = expand_data_path(pattern)
+        if not matched:
+            raise FileNotFoundError(f"training data file {pattern} does not exist")
+        files += [(path, own_root) for path in matched]
+    for path, own_root in files:
+        root = own_root or path.parent
         found: dict[str, Path] = {}
-        for line, record in _records(path):
+        for line, record in read_data_records(path):
             # records filtered out by their `lang` / `task` are not parsed (nor trained on)
             if isinstance(record, dict) and not (
                 (languages is None or record.get("lang") in languages)

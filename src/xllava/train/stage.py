@@ -316,9 +316,10 @@ def train_stage(
     model, processor = load_llava(init_dir)
     if cfg.llm_attention is not None:
         model.set_attn_implementation({"text_config": cfg.llm_attention})
+    sources = cfg.sources()
     samples = load_samples(
-        [run_dir / p for p in cfg.data],
-        image_root=(run_dir / cfg.image_root) if cfg.image_root else None,
+        [run_dir / s.path for s in sources],
+        image_roots=[run_dir / s.image_root if s.image_root else None for s in sources],
         languages=cfg.languages,
         tasks=cfg.tasks,
     )

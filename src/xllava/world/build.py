@@ -14,9 +14,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from xllava.config import WorldConfig
 from xllava.world.annotations import scene_graphs, vg_objects, vg_relationships
+from xllava.world.benchmarks import write_world_benchmarks
 from xllava.world.captions import caption_record
+from xllava.world.config import WorldConfig
 from xllava.world.instructions import mvif_records, short_answer_packing, short_answer_records
 from xllava.world.questions import CATEGORIES, Question, render_question, sample_balanced
 from xllava.world.render import render
@@ -28,15 +29,15 @@ IMAGE_DIR = "images"
 _ROTATING_TASKS = ("location", "atmosphere", "conversation")
 
 
-def _rng(cfg: WorldConfig, *parts: object) -> random.Random:
+def seeded_rng(cfg: WorldConfig, *parts: object) -> random.Random:
     return random.Random("/".join(["xllava-world", str(cfg.seed), *map(str, parts)]))
 
 
 def generate_scenes(cfg: WorldConfig) -> tuple[list[Scene], list[Scene]]:
-    train_rng = _rng(cfg, "train")
+    train_rng = seeded_rng(cfg, "train")
     train = [generate_scene(train_rng, cfg, f"w{i:06d}", "train") for i in range(cfg.n_train_scenes)]
     seen = {s.signature() for s in train}
-    eval_rng = _rng(cfg, "eval")
+    eval_rng = seeded_rng(cfg, "eval")
     evals: list[Scene] = []
     while len(evals) < cfg.n_eval_scenes:
         scene = generate_scene(eval_rng, cfg, f"e{len(evals):06d}", "eval")
@@ -64,7 +65,7 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
 def bench_records(scenes: list[Scene], cfg: WorldConfig) -> dict[str, list[dict]]:
     """The held-out questions: the same questions (same id suffix) in every language."""
     by_id = {s.scene_id: s for s in scenes}
-    questions = sample_balanced(scenes, cfg.eval_questions_per_type, _rng(cfg, "bench"))
+    questions = sample_balanced(scenes, cfg.eval_questions_per_type, seeded_rng(cfg, "bench"))
     index: Counter[str] = Counter()
     numbered: list[tuple[str, Question]] = []
     for q in questions:
@@ -100,7 +101,7 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig, mvif: bool = True) -
     by_scene: dict[str, list[Question]] = {}
     if total > 0:
         seen: set[tuple[str, str, str]] = set()
-        for q in sample_balanced(scenes, per_category, _rng(cfg, "train-questions"),
+        for q in sample_balanced(scenes, per_category, seeded_rng(cfg, "train-questions"),
                                   spread=cfg.spread_questions_over_scenes):
             key = (q.scene_id, q.category, json.dumps(q.query, sort_keys=True))
             if key not in seen:  # a reused question never appears twice in one scene's records
@@ -110,9 +111,9 @@ def instruct_records(scenes: list[Scene], cfg: WorldConfig, mvif: bool = True) -
     for i, scene in enumerate(scenes):
         image = _image(scene)
         for task in ("object", _ROTATING_TASKS[i % len(_ROTATING_TASKS)]) if mvif else ():
-            records += mvif_records(scene, task, image, cfg.languages, _rng(cfg, scene.scene_id, task))
+            records += mvif_records(scene, task, image, cfg.languages, seeded_rng(cfg, scene.scene_id, task))
         if scene.scene_id in by_scene:
-            rng = _rng(cfg, scene.scene_id, "short_answer")
+            rng = seeded_rng(cfg, scene.scene_id, "short_answer")
             records += short_answer_records(scene, by_scene[scene.scene_id], image, cfg.languages, rng,
                                             **short_answer_packing(cfg))
     return records
@@ -148,7 +149,7 @@ def build_world(out_dir: Path, cfg: WorldConfig | None = None) -> dict:
     _write_json(out_dir / "scene_graphs.json", scene_graphs(scenes, IMAGE_DIR))
 
     captions = [
-        caption_record(s, lang, _rng(cfg, s.scene_id, "caption", lang), _image(s), cfg.caption_style)
+        caption_record(s, lang, seeded_rng(cfg, s.scene_id, "caption", lang), _image(s), cfg.caption_style)
         for s in train
         for lang in cfg.languages
     ]
@@ -158,6 +159,10 @@ def build_world(out_dir: Path, cfg: WorldConfig | None = None) -> dict:
     bench = bench_records(evals, cfg)
     for lang, rows in bench.items():
         _write_jsonl(out_dir / "bench" / f"{lang}.jsonl", rows)
+    # datagen sends only these to a teacher (selection.image_ids_file): no benchmark image leaks
+    (out_dir / "train_image_ids.txt").write_text("".join(f"{s.scene_id}\n" for s in train), encoding="utf-8")
+    # the held-out scenes once more, in each public benchmark format (what a recipe's eval lists)
+    write_world_benchmarks(out_dir, out_dir / "benchmarks", cfg.languages)
 
     summary = {
         "config": cfg.model_dump(mode="json"),

@@ -164,7 +164,7 @@ def _light(scene: Scene, lang: str) -> tuple[str, str]:
     return "画面是明亮的还是昏暗的？", f"画面比较{light.zh}。"
 
 
-def _mood(scene: Scene, lang: str) -> tuple[str, str]:
+def mood_turn(scene: Scene, lang: str) -> tuple[str, str]:
     atm, w, light = scene.atmosphere, WEATHERS[scene.atmosphere.weather], LIGHTS[scene.atmosphere.light]
     if lang == "en":
         return ("Describe the mood of this picture.",
@@ -176,7 +176,7 @@ def _mood(scene: Scene, lang: str) -> tuple[str, str]:
 
 
 def _atmosphere_turns(scene: Scene) -> list[Turn]:
-    return [partial(f, scene) for f in (_time, _weather, _light, _mood)]
+    return [partial(f, scene) for f in (_time, _weather, _light, mood_turn)]
 
 
 def _count(scene: Scene, kind: str, lang: str) -> tuple[str, str]:

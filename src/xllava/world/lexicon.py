@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xllava.datagen.prompts import SHORT_ANSWER_INSTRUCTION  # noqa: F401  (the world's questions carry it)
+
 LANGUAGES = ("en", "ko", "zh")
 RGB = tuple[int, int, int]
 
@@ -181,13 +183,6 @@ DIRECTIONS: dict[str, Direction] = {
 YES_NO: dict[str, dict[str, str]] = {
     "yes": {"en": "yes", "ko": "네", "zh": "是"},
     "no": {"en": "no", "ko": "아니요", "zh": "否"},
-}
-
-# Appended on its own line to every short-answer question (the LLaVA-1.5 VQA convention).
-SHORT_ANSWER_INSTRUCTION: dict[str, str] = {
-    "en": "Answer with a single word or number.",
-    "ko": "한 단어나 숫자로 답하세요.",
-    "zh": "请用一个词或数字回答。",
 }
 
 # Stage-1 (alignment) prompts; one is picked per record.

@@ -13,11 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from xllava.world import phrases as P
+from xllava.world.config import CATEGORIES
 from xllava.world.korean import josa, nfc
 from xllava.world.lexicon import COLOURS, KINDS, SHORT_ANSWER_INSTRUCTION, answer_word
 from xllava.world.scene import Scene, direction
 
-CATEGORIES = ("colour", "kind_at", "relation", "count", "exists", "atmosphere")
 _CHOICES = 8  # candidates per draw when spreading questions over scenes
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from xllava.config import WorldConfig
+from xllava.world.config import WorldConfig
 from xllava.world.lexicon import COLOURS, GRID_SIZE, KINDS, SIZES, TIMES, WEATHERS
 
 

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from xllava.config import TowerConfig, VisionConfig, WorldConfig
+from xllava.config import VisionConfig
 from xllava.io import atomic_directory
 from xllava.model.towers import READOUT_FILE, load_tower
 from xllava.train.features import load_pixels
 from xllava.train.patch_matmul import patches_as_matmul
+from xllava.world.config import TowerConfig, WorldConfig
 from xllava.world.lexicon import COLOURS, KINDS, SIZES, TIMES, WEATHERS
 from xllava.world.render import render
 from xllava.world.scene import PREDICATES, Scene, generate_scene

@@ -13,7 +13,7 @@ The HTTP side, with latency and fault injection, is the generic server of
 xllava.datagen.openai_server (`create_app`, `FaultConfig`, `ServerThread`): see its docstring to
 plug in another responder (an evaluation judge, for example). The names are re-exported here.
 
-    xllava datagen teacher WORLD_DIR --port 8011 --latency 0.2 --rate-429 0.1
+    xllava world teacher WORLD_DIR --port 8011 --latency 0.2 --rate-429 0.1
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from xllava.config import WorldConfig
 from xllava.datagen.openai_server import (
     ChatRequest,
     FaultConfig,
@@ -40,8 +39,9 @@ from xllava.datagen.openai_server import (
     serve_forever,
 )
 from xllava.world import phrases as P
-from xllava.world.build import _rng as world_rng  # the build's seeding, so the content matches it
 from xllava.world.build import instruct_records
+from xllava.world.build import seeded_rng as world_rng  # the build's seeding, so the content matches it
+from xllava.world.config import WorldConfig
 from xllava.world.instructions import mvif_records, short_answer_packing, short_answer_records
 from xllava.world.lexicon import LANGUAGES
 from xllava.world.questions import sample_balanced
@@ -188,10 +188,10 @@ def serve_world_teacher(world_dir: Path, faults: FaultConfig | None = None, host
 
 
 def world_teacher_process(world_dir: Path, faults: FaultConfig | None = None) -> ServerProcess:
-    """The world teacher in a child process on a free loopback port (`xllava datagen teacher --fd`);
+    """The world teacher in a child process on a free loopback port (`xllava world teacher --fd`);
     use as a context manager. Preferred for long runs: the server gets its own core."""
     f = faults or FaultConfig()
-    command = [sys.executable, "-m", "xllava.datagen", "teacher", str(Path(world_dir).resolve()),
+    command = [sys.executable, "-m", "xllava.world", "teacher", str(Path(world_dir).resolve()),
                "--latency", repr(f.latency_s), "--rate-429", repr(f.rate_429), "--rate-500", repr(f.rate_500),
                "--rate-malformed", repr(f.rate_malformed), "--rate-timeout", repr(f.rate_timeout),
                "--retry-after", repr(f.retry_after_s), "--hang", repr(f.hang_s), "--seed", str(f.seed)]

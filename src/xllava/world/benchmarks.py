@@ -26,7 +26,7 @@ from pathlib import Path
 
 from xllava.eval.loaders import CIRCULAR_STRIDE
 from xllava.world.captions import caption
-from xllava.world.instructions import _mood, mvif_records
+from xllava.world.instructions import mood_turn, mvif_records
 from xllava.world.korean import josa
 from xllava.world.lexicon import (
     COLOURS,
@@ -228,7 +228,7 @@ def write_llava_bench(scenes: list[Scene], out: Path, languages: list[str]) -> d
             triples = [
                 ("conv", turn[0]["value"].replace("<image>\n", ""), turn[1]["value"]),
                 ("detail", _DETAIL_PROMPT[lang], caption(scene, lang, 2)),
-                ("complex", *_mood(scene, lang)),
+                ("complex", *mood_turn(scene, lang)),
             ]
             for i, (category, question, reference) in enumerate(triples):
                 questions.append({"question_id": qid + i, "image": image, "text": question, "category": category})
@@ -269,5 +269,6 @@ def write_world_benchmarks(world_dir: Path, out_dir: Path, languages: list[str])
         manifest["pope"][lang] = write_pope(plan, out_dir / "pope", lang)
         manifest["mmbench"][lang] = write_mmbench(bench[lang], out_dir / "mmbench", lang, world_dir)
     manifest["llava_bench"] = write_llava_bench(eval_scenes, out_dir / "llava_bench", languages)
-    _write_json(out_dir / "manifest.json", manifest)
+    # the file names the paths relative to the world, so two builds of one world are byte-identical
+    _write_json(out_dir / "manifest.json", json.loads(json.dumps(manifest).replace(str(world_dir) + "/", "")))
     return manifest
