@@ -160,3 +160,17 @@ def test_a_stage_that_trains_nothing_is_refused(fast_run: Path) -> None:
         configure_trainable(model, TrainStageConfig(llm_mode="frozen", train_projector=False))
     _, summary = configure_trainable(model, TrainStageConfig(llm_mode="lora", train_projector=False))
     assert summary == {"projector": "frozen", "vision_tower": "frozen", "llm": "lora"}
+
+
+def test_redoing_datagen_keeps_the_teachers_store(tmp_path: Path) -> None:
+    """A changed datagen section redoes the stage on the same store (its answers were paid for)."""
+    stage_dir = tmp_path / "datagen"
+    stage_dir.mkdir()
+    for name in ("store.jsonl", "instruct.jsonl", "manifest.json"):
+        (stage_dir / name).write_text(name)
+    (stage_dir / "tmp").mkdir()
+    pipeline = Pipeline(fast_recipe(tmp_path), log=lambda _: None)
+    pipeline._clear("datagen", stage_dir)
+    assert [p.name for p in stage_dir.iterdir()] == ["store.jsonl"]
+    pipeline._clear("vocab", stage_dir)
+    assert not list(stage_dir.iterdir())

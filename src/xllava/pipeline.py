@@ -348,7 +348,7 @@ class Pipeline:
                 raise RuntimeError(f"stage {stage} is not complete; run it first (or drop --only)")
             if manifest:  # finished, but with another config (or --force): start it afresh
                 self.log(f"[xllava] {stage}: config changed, redoing")
-                shutil.rmtree(stage_dir)
+                self._clear(stage, stage_dir)
             elif stage_dir.exists() and stage in ("align", "instruct"):  # checkpoints to resume from
                 self.log(f"[xllava] {stage}: resuming from {stage_dir}")
             stage_dir.mkdir(parents=True, exist_ok=True)
@@ -374,6 +374,15 @@ class Pipeline:
             (stage_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
             results[stage] = manifest
         return results
+
+    def _clear(self, stage: str, stage_dir: Path) -> None:
+        """Empty a stage directory before it is redone, except the teacher's store: its answers were
+        paid for, and the generator asks again only for requests whose parameters changed."""
+        keep = {self.recipe.datagen.store} if stage == "datagen" else set()
+        for path in stage_dir.iterdir():
+            if path.name in keep:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def _inputs(self, stage: str) -> dict[str, str]:
         """Digest of each training data file the stage read (by its path as the recipe resolves it)."""

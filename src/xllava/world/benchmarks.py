@@ -270,5 +270,6 @@ def write_world_benchmarks(world_dir: Path, out_dir: Path, languages: list[str])
         manifest["mmbench"][lang] = write_mmbench(bench[lang], out_dir / "mmbench", lang, world_dir)
     manifest["llava_bench"] = write_llava_bench(eval_scenes, out_dir / "llava_bench", languages)
     # the file names the paths relative to the world, so two builds of one world are byte-identical
-    _write_json(out_dir / "manifest.json", json.loads(json.dumps(manifest).replace(str(world_dir) + "/", "")))
+    relative = json.dumps(manifest).replace(json.dumps(str(world_dir)), '"."').replace(str(world_dir) + "/", "")
+    _write_json(out_dir / "manifest.json", json.loads(relative))
     return manifest
