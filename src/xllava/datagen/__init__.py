@@ -1,26 +1,6 @@
 """mvif data generation: multilingual visual-instruction data from any OpenAI-compatible vision teacher.
 
-`generate` (the generator: selection, prompts, client, gates, store), `derive_training_set` (store ->
-LLaVA JSONL), `run_datagen_stage` (a recipe's stage, with the embedded world teacher on loopback).
-
-Imported lazily: xllava.config imports DatagenConfig, and the stage imports the world, which
-imports xllava.config.
+`config` (what to ask, whom, at what cost), `generate` (selection, prompts, client, gates, store),
+`derive` (store -> LLaVA JSONL), `stage` (a recipe's `datagen` stage on an endpoint it is handed).
+Nothing is imported here, so `xllava.datagen.config` stays a cheap leaf for the recipe's config.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from xllava.datagen.config import DatagenConfig
-    from xllava.datagen.stage import run_datagen_stage
-
-__all__ = ["DatagenConfig", "run_datagen_stage"]
-_WHERE = {"DatagenConfig": "config", "run_datagen_stage": "stage"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"xllava.datagen.{_WHERE[name]}"), name)
-    raise AttributeError(name)

@@ -1,6 +1,6 @@
 """A small OpenAI-compatible chat server with seeded fault injection: a test double for any client.
 
-The world teacher (xllava.datagen.world_teacher) is one responder; any other code can plug its own
+The embedded world's teacher and judge are responders; any other code can plug its own
 (an evaluation judge, a canned answer) into the same server and get the same faults:
 
     from xllava.datagen.openai_server import ChatRequest, FaultConfig, Reply, ResponderError, create_app, ServerThread
