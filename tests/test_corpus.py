@@ -133,3 +133,16 @@ def test_split_is_stable_and_disjoint() -> None:
     assert set(train).isdisjoint(held) and len(train) + len(held) == 500
     assert 20 < len(held) < 90
     assert split_texts(list(reversed(texts)), 10)[1] == list(reversed(held))
+
+
+def test_parquet_corpus_reads_a_column_and_filters_by_language(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "wiki.parquet"
+    pq.write_table(pa.table({"text": ["서울은 한국의 수도이다.", "Seoul is the capital.", "  ", None],
+                             "lang": ["ko", "en", "ko", "ko"]}), path)
+    assert list(read_corpus(path)) == ["서울은 한국의 수도이다.", "Seoul is the capital."]
+    assert list(read_corpus(path, lang="ko")) == ["서울은 한국의 수도이다."]
+    with pytest.raises(CorpusError, match="no column 'body'"):
+        list(read_corpus(path, field="body"))

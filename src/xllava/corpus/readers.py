@@ -71,13 +71,38 @@ def read_jsonl(path: Path, field: str = "text", lang: str | None = None, lang_fi
                     yield nfc(text)
 
 
+def read_parquet(path: Path, field: str = "text", lang: str | None = None, lang_field: str = "lang") -> Iterator[str]:
+    """The `field` column of a Parquet file (as Hugging Face datasets publish Wikipedia dumps), read in
+    batches; with `lang`, rows whose `lang_field` column equals it. Needs pyarrow (the `parquet` extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise CorpusError(f"{path}: reading Parquet needs pyarrow (pip install 'xllava[parquet]')") from err
+    table = pq.ParquetFile(path)
+    names = table.schema_arrow.names
+    if field not in names:
+        raise CorpusError(f"{path}: no column {field!r} (columns: {names})")
+    if lang is not None and lang_field not in names:
+        raise CorpusError(f"{path}: no column {lang_field!r} to filter by language (columns: {names})")
+    columns = [field] + ([lang_field] if lang is not None else [])
+    for batch in table.iter_batches(columns=columns, batch_size=4096):
+        texts = batch.column(0).to_pylist()
+        langs = batch.column(1).to_pylist() if lang is not None else [None] * len(texts)
+        for text, row_lang in zip(texts, langs, strict=True):
+            if isinstance(text, str) and text.strip() and (lang is None or row_lang == lang):
+                yield nfc(text)
+
+
 def read_corpus(path: Path, field: str = "text", lang: str | None = None) -> Iterator[str]:
-    """Dispatch on the file name: .jsonl/.json-lines as JSONL, anything else as plain text lines."""
+    """Dispatch on the file name: .jsonl/.ndjson as JSONL, .parquet as Parquet, anything else as
+    plain text lines (a document per line)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus file {path} does not exist")
     if path.suffix in (".jsonl", ".ndjson"):
         return read_jsonl(path, field, lang)
+    if path.suffix == ".parquet":
+        return read_parquet(path, field, lang)
     return read_text_lines(path)
 
 

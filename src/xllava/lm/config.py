@@ -14,7 +14,7 @@ from xllava.strict import Strict
 
 
 class LmSource(Strict):
-    """A user corpus for one language: plain text (a document per line) or JSONL."""
+    """A user corpus for one language: plain text (a document per line), JSONL or Parquet."""
 
     lang: str
     path: str  # relative paths resolve against the run directory

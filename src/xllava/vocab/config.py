@@ -20,7 +20,7 @@ class VocabConfig(Strict):
     """Expand an LLM's vocabulary for one target language (xllava.vocab)."""
 
     language: str = "ko"
-    # "libreoffice": the shipped ko-en-zh sample (train split); or a .txt/.jsonl path
+    # "libreoffice": the shipped ko-en-zh sample (train split); or a .txt, .jsonl or .parquet path
     corpus: str = "libreoffice"
     text_field: str = "text"  # JSONL field holding the text (a string, or LLaVA conversation turns)
     lang_filter: str | None = None  # JSONL: keep records whose `lang` equals this
