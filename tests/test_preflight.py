@@ -91,3 +91,19 @@ def test_world_endpoint_needs_the_world_stage(tmp_path: Path) -> None:
 def test_undefined_path_key_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"vocab.corpus: \$\{corpora\} is not defined in `paths`"):
         paper(tmp_path, "vocab.corpus=${corpora}/ko.txt")
+
+
+def test_a_finished_stage_is_not_checked_again(tmp_path: Path) -> None:
+    """A completed datagen stage needs neither its teacher nor its key on a later run."""
+    from xllava.pipeline import stage_digests
+
+    recipe = paper(tmp_path, "datagen.teacher.base_url=http://127.0.0.1:9/v1")
+    digests = dict(stage_digests(recipe))
+    for stage in ("vocab", "lm", "datagen"):
+        (tmp_path / "run" / stage).mkdir(parents=True)
+        (tmp_path / "run" / stage / "manifest.json").write_text(json.dumps({"config_hash": digests[stage]}))
+    pipeline = Pipeline(recipe, log=lambda _: None)
+    assert pipeline.pending() == ["align", "instruct", "eval", "report"]
+    problems = check_inputs(recipe, pipeline.pending())
+    assert problems and not any(p.split(".")[0] in ("vocab", "lm", "datagen") for p in problems)
+    assert "datagen" in pipeline.pending(force=True)

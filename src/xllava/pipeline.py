@@ -329,8 +329,20 @@ class Pipeline:
 
     # ------------------------------------------------------------ driver
 
+    def pending(self, only: list[str] | None = None, force: bool = False) -> list[str]:
+        """The stages this run will execute: not complete with the current config, or forced."""
+        out = []
+        for stage, digest in stage_digests(self.recipe):
+            manifest = read_manifest(self.run_dir / stage)
+            wanted = only is None or stage in only
+            if wanted and (force or not manifest or manifest.get("config_hash") != digest):
+                out.append(stage)
+        return out
+
     def run(self, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
-        problems = check_inputs(self.recipe, only)
+        # only the stages that will run have their inputs checked: a finished datagen stage needs
+        # neither its teacher nor its key again
+        problems = check_inputs(self.recipe, self.pending(only, force))
         if problems:
             raise InputError(problems)
         self.run_dir.mkdir(parents=True, exist_ok=True)
