@@ -107,3 +107,17 @@ def test_a_finished_stage_is_not_checked_again(tmp_path: Path) -> None:
     problems = check_inputs(recipe, pipeline.pending())
     assert problems and not any(p.split(".")[0] in ("vocab", "lm", "datagen") for p in problems)
     assert "datagen" in pipeline.pending(force=True)
+
+
+def test_a_benchmark_file_in_the_wrong_format_is_named(tmp_path: Path) -> None:
+    ev = tmp_path / "data" / "eval"
+    (ev / "pope").mkdir(parents=True)
+    (ev / "pope" / "coco_pope_random.json").write_text('{"question_id": 1, "image": "a.jpg", "text": "ball?"}\n')
+    (ev / "gqa").mkdir()
+    (ev / "gqa" / "testdev_balanced_questions.json").write_text("question,imageId\n")
+    (ev / "mmbench").mkdir()
+    (ev / "mmbench" / "mmbench_dev_20230712.tsv").write_text("index\tquestion\tA\tB\tanswer\n")
+    problems = "\n".join(check_inputs(paper(tmp_path), only=["eval"]))
+    assert "eval.benchmarks[6].questions: " in problems and "line 1: field 'label': missing" in problems
+    assert "eval.benchmarks[5].questions: " in problems and "testdev_balanced_questions.json: not JSON" in problems
+    assert "eval.benchmarks[8].questions: " in problems and "header: field 'image': missing column" in problems

@@ -9,6 +9,8 @@ is not checked: it does not exist yet.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import urllib.error
 import urllib.request
@@ -157,6 +159,50 @@ def check_inputs(recipe: Recipe, only: list[str] | None = None) -> list[str]:
     return c.problems
 
 
+# the fields each benchmark file must hold (format, recipe field) -> required keys of a row
+ROW_FIELDS = {
+    ("llava", "questions"): ("question_id", "image", "text"),
+    ("pope", "questions"): ("question_id", "image", "text", "label"),
+    ("llava_bench", "questions"): ("question_id", "image", "text"),
+    ("llava_bench", "context"): ("image",),
+    ("llava_bench", "references"): ("question_id", "text"),
+}
+
+
+def sniff_benchmark(fmt: str, field: str, path: Path) -> str | None:
+    """The first rows of a benchmark file against its format's layout; None when they fit. The whole
+    file is read by its loader when the eval stage starts (xllava.eval.loaders)."""
+    from xllava.eval.items import BenchmarkFormatError
+    from xllava.eval.loaders import read_jsonl_rows
+
+    try:
+        if (fmt, field) in ROW_FIELDS:
+            for number, row in itertools.islice(read_jsonl_rows(path), SNIFF_RECORDS):
+                missing = [k for k in ROW_FIELDS[fmt, field] if k not in row]
+                if missing:
+                    raise BenchmarkFormatError(path, number, missing[0], f"missing (a {fmt} {field} row has "
+                                               f"{', '.join(ROW_FIELDS[fmt, field])})")
+        elif fmt in ("vqav2", "gqa") and field in ("questions", "annotations"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            key = {"questions": "questions", "annotations": "annotations"}[field]
+            if fmt == "vqav2" and not (isinstance(data, dict) and isinstance(data.get(key), list)):
+                raise BenchmarkFormatError(path, None, key, f"expected an object with a {key!r} list")
+            if fmt == "gqa" and not (isinstance(data, dict) and all(isinstance(v, dict) and "imageId" in v
+                                                                    for v in itertools.islice(data.values(), 5))):
+                raise BenchmarkFormatError(path, None, "imageId", "expected an object of questions keyed by id")
+        elif fmt == "mmbench" and field == "questions":
+            with path.open(encoding="utf-8") as f:
+                header = f.readline().rstrip("\n").split("\t")
+            missing = [k for k in ("index", "question", "A", "B") if k not in header]
+            if missing or not {"image", "image_path"} & set(header):
+                raise BenchmarkFormatError(path, "header", (missing or ["image"])[0], "missing column")
+    except BenchmarkFormatError as err:
+        return str(err)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return f"{path}: not {'JSON' if isinstance(err, json.JSONDecodeError) else 'UTF-8'} ({err})"
+    return None
+
+
 def _check_eval(c: _Checker, recipe: Recipe) -> None:
     cfg = recipe.eval
     if not cfg.selected():
@@ -168,7 +214,10 @@ def _check_eval(c: _Checker, recipe: Recipe) -> None:
             for field, value in spec.paths().items():
                 value = value.replace("{lang}", lang) if lang else value
                 kind = "dir" if field == "images" else "file"
-                c.path(f"eval.benchmarks[{i}].{field}", value, "eval", kind)
+                path = c.path(f"eval.benchmarks[{i}].{field}", value, "eval", kind)
+                problem = sniff_benchmark(spec.format, field, path) if path is not None and kind == "file" else None
+                if problem:
+                    c.problems.append(f"eval.benchmarks[{i}].{field}: {problem}")
     if cfg.needs_judge():
         c.endpoint("eval.judge", cfg.judge.base_url, cfg.judge.api_key_env, "eval")
     if cfg.preference_on:
