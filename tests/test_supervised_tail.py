@@ -176,3 +176,16 @@ def test_a_label_on_a_pad_is_refused() -> None:
     inputs["labels"][1, 15] = 7  # row 1 has 13 real tokens
     with pytest.raises(ValueError, match="padded position"):
         llava_loss(llava(LlamaConfig(**TEXT)), **inputs)
+
+
+@pytest.mark.parametrize("tail", [True, False])
+def test_bf16_autocast_over_fp32_weights(tail: bool) -> None:
+    """`precision: bf16` outside DeepSpeed: fp32 weights under autocast. The projector's output is
+    bf16 there and must be scattered into the fp32 embeddings, then train like the fp32 loss."""
+    model = llava(LlamaConfig(**TEXT))
+    reference = llava_loss(model, supervised_logits_only=tail, **batch())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = llava_loss(model, supervised_logits_only=tail, **batch())
+    loss.backward()
+    assert torch.isfinite(loss) and abs(loss.item() - reference.item()) < 0.05 * reference.item()
+    assert model.model.multi_modal_projector.linear_1.weight.grad is not None

@@ -48,7 +48,8 @@ def llava_loss(
             raise ValueError(
                 f"image tokens ({int(slots.sum())}) and image features ({projected.shape[:2]}) do not match"
             )
-        embeds = embeds.masked_scatter(slots, projected)
+        # under autocast the projector returns bf16 while the embeddings stay fp32: scatter in theirs
+        embeds = embeds.masked_scatter(slots, projected.to(embeds.dtype))
     targets = labels[:, 1:]
     keep = targets != IGNORE
     if (labels != IGNORE).logical_and(attention_mask == 0).any():
