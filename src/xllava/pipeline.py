@@ -260,14 +260,12 @@ class Pipeline:
 
     def _training_texts(self):
         """Every text of the training files, for a from-scratch tokenizer (never the benchmark)."""
-        from xllava.train.data import expand_data_path
+        from xllava.train.data import expand_data_path, read_data_records
 
         languages = self.recipe.model.llm.scratch.tokenizer_languages
         for source in [*self.recipe.align.sources(), *self.recipe.instruct.sources()]:
             for path in expand_data_path(self.run_dir / source.path):
-                records = ([json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-                           if path.suffix == ".jsonl" else json.loads(path.read_text(encoding="utf-8")))
-                for record in records:
+                for _, record in read_data_records(path):
                     if languages is None or record.get("lang") in languages:
                         for turn in record.get("conversations", []):
                             yield turn.get("value", "").replace("<image>", "")

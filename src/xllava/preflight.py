@@ -15,6 +15,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
 from xllava.config import Recipe
 from xllava.train.data import DataError, expand_data_path, parse_record, read_data_records
@@ -52,20 +53,16 @@ class _Checker:
         order = self.recipe.stages
         return first in order and before in order and order.index(first) < order.index(before)
 
-    def path(self, field: str, value: str | None, stage: str, kind: str = "any") -> Path | None:
+    def path(self, field: str, value: str | None, stage: str, kind: Literal["file", "dir"]) -> Path | None:
+        """The path when it is there; None when unset, written by an earlier stage, or missing (reported)."""
         if value is None:
             return None
         path = self.resolve(value)
         if self.produced(path, stage):
             return None
-        if kind == "dir" and not path.is_dir():
-            self.problems.append(f"{field}: folder {path} does not exist")
-        elif kind == "file" and not path.is_file():
-            self.problems.append(f"{field}: file {path} does not exist")
-        elif kind == "any" and not path.exists():
-            self.problems.append(f"{field}: {path} does not exist")
-        else:
+        if path.is_dir() if kind == "dir" else path.is_file():
             return path
+        self.problems.append(f"{field}: {'folder' if kind == 'dir' else 'file'} {path} does not exist")
         return None
 
     def endpoint(self, field: str, base_url: str | None, key_env: str | None, stage: str) -> None:
@@ -184,9 +181,8 @@ def sniff_benchmark(fmt: str, field: str, path: Path) -> str | None:
                                                f"{', '.join(ROW_FIELDS[fmt, field])})")
         elif fmt in ("vqav2", "gqa") and field in ("questions", "annotations"):
             data = json.loads(path.read_text(encoding="utf-8"))
-            key = {"questions": "questions", "annotations": "annotations"}[field]
-            if fmt == "vqav2" and not (isinstance(data, dict) and isinstance(data.get(key), list)):
-                raise BenchmarkFormatError(path, None, key, f"expected an object with a {key!r} list")
+            if fmt == "vqav2" and not (isinstance(data, dict) and isinstance(data.get(field), list)):
+                raise BenchmarkFormatError(path, None, field, f"expected an object with a {field!r} list")
             if fmt == "gqa" and not (isinstance(data, dict) and all(isinstance(v, dict) and "imageId" in v
                                                                     for v in itertools.islice(data.values(), 5))):
                 raise BenchmarkFormatError(path, None, "imageId", "expected an object of questions keyed by id")

@@ -14,7 +14,6 @@ Activations are an estimate (see `activation_bytes`).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -124,16 +123,14 @@ def memory_rows(c: Counts, cfg: TrainStageConfig, mode: str, lora: LoraConfig, g
 
 def count_samples(recipe: Recipe, cfg: TrainStageConfig, stage: str) -> tuple[int, str]:
     """Records in the stage's data files (after its language/task filters), or the paper's figure."""
-    from xllava.train.data import expand_data_path
+    from xllava.train.data import expand_data_path, read_data_records
 
     matched = [expand_data_path(recipe.run_dir / s.path) for s in cfg.sources()]
     files = [f for group in matched for f in group]
     if matched and all(matched):
         n = 0
         for f in files:
-            text = f.read_text(encoding="utf-8")
-            records = json.loads(text) if f.suffix == ".json" else [json.loads(x) for x in text.splitlines() if x.strip()]
-            n += sum(1 for r in records
+            n += sum(1 for _, r in read_data_records(f)
                      if (cfg.languages is None or r.get("lang") in cfg.languages)
                      and (cfg.tasks is None or r.get("task") in cfg.tasks))
         return n, "counted in " + ", ".join(str(f) for f in files)

@@ -1,5 +1,5 @@
-"""`python -m xllava.world ...`: the `xllava world` commands without the rest of the CLI's imports."""
+"""`python -m xllava.world ...`: the `xllava world` commands (what the pipeline runs the teacher with)."""
 
-from xllava.world_cli import app
+from xllava.cli import world_app
 
-app(prog_name="xllava world")
+world_app(prog_name="xllava world")

@@ -40,7 +40,7 @@ class WorldConfig(Strict):
     short_answer_instruction: Literal["every_turn", "first_turn"] = "every_turn"
     # no two turns of a record about the same object kind: otherwise answers can be copied from the
     # turns before them ("Is there a red ball?" ... "What colour is the ball?"), and a small model
-    # learns that instead of looking (held-out colour stayed at chance; README, "Measured figures")
+    # learns that instead of looking (held-out colour stayed at chance; docs/results/measured-figures.md)
     short_answer_independent_turns: bool = True
     # "<image>\nquestion" (LLaVA's usual order) or "question\n<image>" in short-answer records: after
     # the question, the image tokens can see what is asked (the eval's `image_first` must match)
