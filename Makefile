@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 RECIPE ?= recipes/tiny.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint clean bench
+.PHONY: demo test venv lint clean bench docs
 
 venv: $(VENV)/.installed
 
@@ -37,5 +37,8 @@ lint: venv
 bench: venv
 	HF_HUB_OFFLINE=1 $(PY) bench/train_throughput.py --recipe recipes/smol.yaml --batch-size 16 --micro-batch 4 --steps 4
 
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
