@@ -56,7 +56,7 @@ def free_port() -> int:
 def start_server(model_dir: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "xllava.cli", "serve", str(model_dir), "--port", str(port),
-         "--log-level", "warning", "--max-batch-size", "16"],
+         "--log-level", "warning", "-s", "max_batch_size=16"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120

@@ -21,8 +21,8 @@ TASKS = "object,location,atmosphere"
 
 def _generator(world: Path, out: Path, base_url: str) -> list[str]:
     return [sys.executable, "-m", "xllava.datagen", "generate", str(world), str(out), "--base-url", base_url,
-            "--model", "world-teacher", "--tasks", TASKS, "--min-objects", "1", "--concurrency", "4",
-            "--no-progress"]
+            "-s", "teacher.model=world-teacher", "-s", f"tasks=[{TASKS}]", "-s", "selection.min_main_objects=1",
+            "-s", "teacher.concurrency=4", "--no-progress"]
 
 
 def test_kill_9_then_rerun_keeps_exactly_one_record_per_key(tmp_path):

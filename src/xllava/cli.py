@@ -8,13 +8,14 @@ from pathlib import Path
 
 import typer
 
+from xllava.cli_options import RecipeSetOpt, SetOpt, config_option, settings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 RecipeArg = typer.Argument(..., exists=True, dir_okay=False, help="recipe YAML (see recipes/)")
-SetOpt = typer.Option(None, "--set", "-s", help="override a recipe field: section.field=value (repeatable)")
 
 
 def _recipe(path: Path, overrides: list[str] | None):
@@ -26,7 +27,7 @@ def _recipe(path: Path, overrides: list[str] | None):
 @app.command()
 def run(
     recipe: Path = RecipeArg,
-    overrides: list[str] = SetOpt,
+    overrides: list[str] = RecipeSetOpt,
     only: list[str] = typer.Option(None, "--only", help="run only these stages (earlier ones must be complete)"),
     force: bool = typer.Option(False, help="redo stages even if complete"),
 ) -> None:
@@ -61,7 +62,7 @@ def run(
 def train(
     stage: str = typer.Argument(..., help="align or instruct"),
     recipe: Path = RecipeArg,
-    overrides: list[str] = SetOpt,
+    overrides: list[str] = RecipeSetOpt,
 ) -> None:
     """Run one training stage of a recipe (earlier stages must be complete); also under
     `torchrun` / `accelerate launch -m xllava.cli train ...` on several GPUs or nodes."""
@@ -75,7 +76,7 @@ def train(
 @app.command()
 def ablation(
     plan: Path = typer.Argument(..., help="ablation plan YAML, e.g. recipes/ablation.yaml"),
-    overrides: list[str] = SetOpt,
+    overrides: list[str] = RecipeSetOpt,
     only: list[str] = typer.Option(None, "--only", help="run only these variants (the table lists all finished)"),
 ) -> None:
     """Run every variant of an ablation plan (the paper's Table 2 structure) and write one table."""
@@ -112,7 +113,7 @@ def ask(
 # serving: `xllava serve MODEL_DIR` (OpenAI-compatible API + demo page), `xllava chat MODEL_DIR`
 from xllava.serve import cli as _serve_cli  # noqa: E402  (typer only; the server's imports are lazy)
 
-app.command("serve")(_serve_cli.serve)
+app.command("serve", epilog=_serve_cli.SERVE_EPILOG)(_serve_cli.serve)
 app.command("chat")(_serve_cli.chat)
 
 # mvif data: `xllava datagen generate|derive|teacher` (typer only at import; the rest is lazy)
@@ -147,15 +148,16 @@ world_app = typer.Typer(add_completion=False, no_args_is_help=True,
 @world_app.command("build")
 def world_build(
     out_dir: Path = typer.Argument(..., help="where to write images, annotations, captions, benchmarks"),
-    recipe: Path = typer.Option(None, exists=True, dir_okay=False, help="take the world section from this recipe"),
+    config: Path = config_option("WorldConfig"),
     overrides: list[str] = SetOpt,
 ) -> None:
-    """Build the world: images, Visual Genome annotations, captions, instructions, benchmark files."""
+    """Build the world: images, Visual Genome annotations, captions, instructions, benchmark files.
+
+    Fields: the world's config (xllava/world/config.py), e.g. -s n_train_scenes=600 -s "languages=[en, ko]"."""
     from xllava.world.build import build_world
     from xllava.world.config import WorldConfig
 
-    cfg = WorldConfig.model_validate(_recipe(recipe, overrides).world) if recipe else WorldConfig()
-    summary = build_world(out_dir, cfg)
+    summary = build_world(out_dir, settings(WorldConfig, config, overrides, "world"))
     typer.echo(json.dumps(summary["counts"], indent=1, ensure_ascii=False))
 
 

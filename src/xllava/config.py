@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 from xllava.datagen.config import DatagenConfig
 from xllava.eval.suite_config import EvalConfig
 from xllava.lm.config import LmConfig, LoraConfig
+from xllava.overrides import apply_overrides, read_yaml
 from xllava.strict import Strict
 from xllava.vocab.config import VocabConfig
 
@@ -197,28 +198,13 @@ def _substitute(node: Any, values: dict[str, str], where: str) -> Any:
     return _PLACEHOLDER.sub(one, node)
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
-    node[keys[-1]] = value
-
-
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe YAML, apply `a.b.c=value` overrides (values parsed as YAML scalars), then replace
     `${name}` and `${key}` for each key of `paths`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"recipe {path} does not exist")
-    tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like section.field=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    tree = apply_overrides(read_yaml(path), overrides)
     try:
         paths = {str(k): str(Path(str(v)).expanduser().absolute()) for k, v in (tree.get("paths") or {}).items()}
         values = {**paths, "name": str(tree.get("name", ""))}

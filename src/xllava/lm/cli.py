@@ -6,32 +6,22 @@ import json
 from pathlib import Path
 
 import typer
-import yaml
+
+from xllava.cli_options import SetOpt, config_option, epilog, settings
+from xllava.lm.config import LmConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Bilingual LM pretraining after vocabulary expansion, and held-out bits per character.")
 
-ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
-                         help="YAML with LmConfig fields (or a recipe with an `lm:` section)")
-SetOpt = typer.Option(None, "--set", "-s", help="override an LmConfig field: field=value (repeatable)")
+ConfigOpt = config_option("LmConfig")
+EPILOG = epilog(LmConfig, "lm")
 
 
-def _config(config: Path | None, overrides: list[str] | None):
-    from xllava.lm.config import LmConfig
-
-    tree = {}
-    if config is not None:
-        tree = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        tree = tree.get("lm", tree) if isinstance(tree, dict) else {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"{item!r} must look like field=value")
-        key, raw = item.split("=", 1)
-        tree[key.strip().removeprefix("lm.")] = yaml.safe_load(raw)
-    return LmConfig.model_validate(tree)
+def _config(config: Path | None, overrides: list[str] | None) -> LmConfig:
+    return settings(LmConfig, config, overrides, "lm")
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def train(
     llm_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="HF causal-LM directory (e.g. vocab/model)"),
     out_dir: Path = typer.Argument(..., help="out_dir/model gets the merged model; reruns resume"),
@@ -46,7 +36,7 @@ def train(
     typer.echo(f"model: {figures['model_dir']}")
 
 
-@app.command("eval-bpc")
+@app.command("eval-bpc", epilog=EPILOG)
 def eval_bpc(
     model_dirs: list[Path] = typer.Argument(..., help="HF causal-LM directories to compare"),
     config: Path = ConfigOpt,

@@ -7,41 +7,36 @@ from pathlib import Path
 
 import typer
 
+from xllava.cli_options import SetOpt, config_option, epilog, settings
+from xllava.serve.config import ServeConfig
+
 ModelDir = typer.Argument(..., exists=True, file_okay=False, help="an X-LLaVA (HF LLaVA) model directory")
+SERVE_EPILOG = epilog(ServeConfig, "serve")
 
 
 def serve(
     model_dir: Path = ModelDir,
-    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 for every interface)"),
-    port: int = typer.Option(8000),
+    config: Path = config_option("ServeConfig"),
+    overrides: list[str] = SetOpt,
+    host: str = typer.Option(None, help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"),
+    port: int = typer.Option(None, help="port (default 8000)"),
     api_key: str = typer.Option(None, envvar="XLLAVA_API_KEY", help="require 'Authorization: Bearer KEY'"),
-    model_name: str = typer.Option(None, help="model id to report (default: the directory's name)"),
-    local_images: Path = typer.Option(None, file_okay=False, help="allow image paths under this folder"),
-    max_tokens_limit: int = typer.Option(1024, help="largest max_tokens a request may ask for"),
-    max_prompt_tokens: int = typer.Option(4096, help="longest prompt, image tokens included"),
-    max_image_bytes: int = typer.Option(10 << 20, help="largest image, in bytes"),
-    max_image_pixels: int = typer.Option(4096 * 4096, help="largest image, in width x height"),
-    max_batch_size: int = typer.Option(16, help="requests generated together"),
-    batch_wait_ms: float = typer.Option(20.0, help="longest wait of a request for others to share its prefill"),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:1 ... (auto: the GPU when there is one)"),
-    threads: int = typer.Option(1, help="torch CPU threads (1 is robust for small models; 0: torch's default)"),
     log_level: str = typer.Option("info"),
 ) -> None:
-    """Serve a model with the OpenAI chat-completions API (and a demo page at /)."""
+    """Serve a model with the OpenAI chat-completions API (and a demo page at /).
+
+    Limits, batching and device are ServeConfig fields: -s max_batch_size=32 -s local_image_root=/data/images."""
     import uvicorn
 
     from xllava.serve.app import create_app
-    from xllava.serve.config import ServeConfig
 
-    cfg = ServeConfig(
-        host=host, port=port, api_key=api_key or None, model_name=model_name, local_image_root=local_images,
-        max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens, max_image_bytes=max_image_bytes,
-        max_image_pixels=max_image_pixels, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-        device=device, cpu_threads=threads or None,
-    )
+    typed = [f"{k}={v}" for k, v in (("host", host), ("port", port)) if v is not None]
+    cfg = settings(ServeConfig, config, [*(overrides or []), *typed], "serve")
+    if api_key:  # from the flag or XLLAVA_API_KEY; never from a file or --set, where it could be logged
+        cfg = cfg.model_copy(update={"api_key": api_key})
     app = create_app(model_dir, cfg)
-    typer.echo(f"serving {app.state.server.name} on http://{host}:{port}  (demo page: /, API: /v1)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    typer.echo(f"serving {app.state.server.name} on http://{cfg.host}:{cfg.port}  (demo page: /, API: /v1)", err=True)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level)
 
 
 def chat(

@@ -6,32 +6,22 @@ import json
 from pathlib import Path
 
 import typer
-import yaml
+
+from xllava.cli_options import SetOpt, config_option, epilog, settings
+from xllava.vocab.config import VocabConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vocabulary expansion: learn target-language pieces, splice them, resize embeddings, measure.")
 
-ConfigOpt = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
-                         help="YAML with VocabConfig fields (or a recipe with a `vocab:` section)")
-SetOpt = typer.Option(None, "--set", "-s", help="override a VocabConfig field: field=value (repeatable)")
+ConfigOpt = config_option("VocabConfig")
+EPILOG = epilog(VocabConfig, "vocab")
 
 
-def _config(config: Path | None, overrides: list[str] | None):
-    from xllava.vocab.config import VocabConfig
-
-    tree = {}
-    if config is not None:
-        tree = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        tree = tree.get("vocab", tree) if isinstance(tree, dict) else {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"{item!r} must look like field=value")
-        key, raw = item.split("=", 1)
-        tree[key.strip().removeprefix("vocab.")] = yaml.safe_load(raw)
-    return VocabConfig.model_validate(tree)
+def _config(config: Path | None, overrides: list[str] | None) -> VocabConfig:
+    return settings(VocabConfig, config, overrides, "vocab")
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def learn(
     out_dir: Path = typer.Argument(..., help="pieces.model and pieces.txt go here"),
     config: Path = ConfigOpt,
@@ -47,7 +37,7 @@ def learn(
     typer.echo(f"{len(pieces)} {cfg.language} pieces from {len(train)} texts -> {out_dir / 'pieces.txt'}")
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def expand(
     llm_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="HF causal-LM or tokenizer directory"),
     out_dir: Path = typer.Argument(..., help="stage folder: model/, metrics.json, vocab.md, vocab_bars.png"),
