@@ -55,8 +55,8 @@ def main() -> None:
     extra = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     cfg = LmConfig(**{
         "languages": ["ko", "en"], "mix": {"ko": 0.6, "en": 0.2, "parallel": 0.2}, "parallel": True,
-        "tokens_per_epoch": args.tokens_per_epoch, "seq_len": args.seq_len, "micro_batch": 4, "grad_accum": 2,
-        "lr": 2e-4, "embedding_lr": 2e-3, "warmup_steps": 10, "max_steps": args.steps,
+        "tokens_per_epoch": args.tokens_per_epoch, "seq_len": args.seq_len, "batch_size": 8, "micro_batch": 4,
+        "lr": 2e-4, "embedding_lr": 2e-3, "warmup_ratio": min(0.5, 10 / max(args.steps, 1)), "max_steps": args.steps,
         "eval_limit": args.eval_limit, "eval_batch_size": 16, "logging_steps": 10, "save_steps": 100,
         "compare_unexpanded": args.compare_unexpanded, **extra})
     t0 = time.perf_counter()

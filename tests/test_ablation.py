@@ -13,7 +13,7 @@ from tests.conftest import FAST, ROOT
 from xllava.ablation import load_plan, run_ablation
 
 LM_FAST = ["lm.max_steps=2", "lm.seq_len=64", "lm.eval_limit=10", "lm.tokens_per_epoch=10000",
-           "lm.logging_steps=1", "lm.micro_batch=2", "eval.only=[short]"]
+           "lm.logging_steps=1", "lm.batch_size=2", "lm.micro_batch=2", "eval.only=[short]"]
 
 
 def _plan(tmp_path: Path) -> Path:

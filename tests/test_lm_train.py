@@ -32,7 +32,7 @@ def expanded(tmp_path_factory) -> Path:
 
 
 def small(**kw) -> LmConfig:
-    base = dict(seq_len=128, micro_batch=1, grad_accum=4, max_chars_per_language=40_000, eval_limit=40,
+    base = dict(seq_len=128, batch_size=4, micro_batch=1, max_chars_per_language=40_000, eval_limit=40,
                 lr=1e-2, embedding_lr=5e-2, max_steps=60, logging_steps=10, save_steps=30, eval_batch_size=16)
     return LmConfig(**{**base, **kw})
 

@@ -29,7 +29,7 @@ KINDS = [("ball", (200, 40, 40)), ("cup", (40, 160, 60)), ("box", (40, 60, 200))
 # the recipe at toy size: the same stages, code paths and file formats
 SMALL = [
     "vocab.n_pieces=1200", "vocab.max_added=300", "vocab.eval_limit=50",
-    "lm.seq_len=64", "lm.micro_batch=2", "lm.grad_accum=1", "lm.max_steps=2", "lm.eval_limit=20",
+    "lm.seq_len=64", "lm.batch_size=2", "lm.micro_batch=2", "lm.max_steps=2", "lm.eval_limit=20",
     "lm.precision=fp32", "lm.logging_steps=1",
     "datagen.languages=[en, ko]", "datagen.teacher.concurrency=2", "datagen.teacher.api_key_env=null",
     f"datagen.teacher.model={TEACHER_MODEL}", "datagen.budget_usd=null",

@@ -14,7 +14,7 @@ def test_lm_stage_sits_between_vocab_and_assembly(tmp_path: Path) -> None:
     recipe = fast_recipe(
         tmp_path, "stages=[world, datagen, vocab, lm, tower, align, report]",
         "lm.max_steps=3", "lm.seq_len=64", "lm.eval_limit=20", "lm.tokens_per_epoch=20000",
-        "lm.lr=1e-3", "lm.logging_steps=1", "lm.grad_accum=1", "lm.micro_batch=2",
+        "lm.lr=1e-3", "lm.logging_steps=1", "lm.batch_size=2", "lm.micro_batch=2",
     )
     pipe = Pipeline(recipe, log=lambda _: None)
     pipe.run()

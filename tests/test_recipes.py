@@ -145,12 +145,32 @@ def test_scratch_tokenizer_learns_the_chat_frame(tmp_path: Path, family: str) ->
 
 def test_stage_settings_reach_the_trainer(tmp_path: Path) -> None:
     # transformers 5 takes the warmup fraction through warmup_steps; a whole number there means steps
-    from xllava.train.stage import training_arguments
+    from xllava.train.arguments import training_arguments
 
-    recipe = load_recipe(RECIPES[0], ["instruct.warmup_ratio=0.1", "instruct.adam_beta2=0.95",
-                                      "instruct.weight_decay=0.2"])
-    args = training_arguments(recipe.instruct, tmp_path, has_text_only=False)
+    recipe = load_recipe(RECIPES[0], ["instruct.warmup_ratio=0.1", "instruct.betas=[0.8, 0.95]",
+                                      "instruct.weight_decay=0.2", "instruct.batch_size=64",
+                                      "instruct.micro_batch=16"])
+    args = training_arguments(recipe.instruct, tmp_path)
     assert args.get_warmup_steps(2000) == 200
-    assert (args.adam_beta2, args.weight_decay) == (0.95, 0.2)
-    with pytest.raises(ValueError, match="adam_beta2"):
-        load_recipe(RECIPES[0], ["instruct.adam_beta2=1.0"])
+    assert (args.adam_beta1, args.adam_beta2, args.weight_decay) == (0.8, 0.95, 0.2)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (16, 4)
+    with pytest.raises(ValueError, match="betas"):
+        load_recipe(RECIPES[0], ["instruct.betas=[0.9, 1.0]"])
+
+
+@pytest.mark.parametrize(("old", "new"), [("instruct.grad_accum=2", "batch_size"),
+                                          ("lm.adam_beta2=0.95", "betas"),
+                                          ("align.warmup_steps=10", "warmup_ratio")])
+def test_old_training_field_names_name_the_new_field(old: str, new: str) -> None:
+    with pytest.raises(ValueError, match=f"`{old.split('.')[1].split('=')[0]}` is no longer a field: use {new}"):
+        load_recipe(RECIPES[0], [old])
+
+
+def test_the_global_batch_splits_over_processes() -> None:
+    from xllava.config import TrainStageConfig
+
+    cfg = TrainStageConfig(batch_size=256, micro_batch=16)
+    assert cfg.per_process(8) == (16, 2)
+    assert TrainStageConfig(batch_size=256).per_process(8) == (32, 1)
+    with pytest.raises(ValueError, match="not a multiple"):
+        TrainStageConfig(batch_size=100, micro_batch=16).per_process(2)

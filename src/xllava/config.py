@@ -18,6 +18,7 @@ from xllava.eval.suite_config import EvalConfig
 from xllava.lm.config import LmConfig, LoraConfig
 from xllava.overrides import apply_overrides, read_yaml
 from xllava.strict import Strict
+from xllava.training_config import TrainingConfig
 from xllava.vocab.config import VocabConfig
 
 # ---------------------------------------------------------------- model
@@ -92,7 +93,7 @@ class DataSource(Strict):
     image_root: str | None = None  # default: the stage's image_root, else each file's own folder
 
 
-class TrainStageConfig(Strict):
+class TrainStageConfig(TrainingConfig):
     """One LLaVA training stage. Stage 1 (align) and stage 2 (instruct) differ only in defaults."""
 
     # LLaVA JSON/JSONL files or globs (relative paths: against the run directory), each a plain path
@@ -101,28 +102,18 @@ class TrainStageConfig(Strict):
     languages: list[str] | None = None  # keep only these `lang` values; None keeps all
     tasks: list[str] | None = None  # keep only these `task` values (e.g. drop the mvif types); None keeps all
     image_root: str | None = None  # images are resolved against this (default: the data file's folder)
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-3  # LLM (or LoRA) learning rate
+    # the training knobs (epochs, batch_size, micro_batch, lr, scheduler, warmup_ratio, betas, ...)
+    # come from TrainingConfig; these are the LLaVA stages' own
     projector_lr: float | None = None  # default: lr
     # False keeps the projector as it comes in: one started from the tower's readout probes
     # (model.projector_init) then keeps every fact it reads, where training it wiped out most
     # (bench/projector_probe.py)
     train_projector: bool = True
     vision_lr: float | None = None  # default: lr
-    weight_decay: float = 0.0
-    adam_beta2: float = Field(0.999, gt=0, lt=1)  # AdamW's second-moment decay (LLM pretraining often takes 0.95)
-    warmup_ratio: float = 0.03
-    scheduler: str = "cosine"
     llm_mode: Literal["frozen", "lora", "full"] = "frozen"
     lora: LoraConfig = LoraConfig()
     train_vision_tower: bool = False
-    max_length: int = 512
-    seed: int = 42
-    save_steps: int = 50
-    logging_steps: int = 5
+    max_length: int = 512  # tokens per sample; a longer one is cut after its last whole answer that fits
     # speed levers (each can be switched off to measure it)
     feature_cache: bool = True  # cache frozen vision features per image
     group_by_length: bool = True  # batches of similar real token length
@@ -130,10 +121,7 @@ class TrainStageConfig(Strict):
     # the LLM's attention kernel in training; None keeps the model's (sdpa). On CPU, eager is faster
     # for short sequences of small heads (tiny recipe: 0.19 -> 0.16 s a step, 128 x 34 tokens, 16-dim heads)
     llm_attention: Literal["sdpa", "eager"] | None = None
-    dataloader_workers: int = 0
-    # memory levers for large models (xllava.scale plans them)
-    gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU supports it, else fp32
+    dataloader_workers: int = 0  # processes loading batches beside the training loop
 
     def sources(self) -> list[DataSource]:
         return [DataSource(path=d, image_root=self.image_root) if isinstance(d, str)

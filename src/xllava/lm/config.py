@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from xllava.strict import Strict
+from xllava.training_config import TrainingConfig
 
 
 class LmSource(Strict):
@@ -35,7 +36,7 @@ class LoraConfig(Strict):
     fused: bool = True
 
 
-class LmConfig(Strict):
+class LmConfig(TrainingConfig):
     """Continue causal-LM training of an (expanded) LLM on target-language and English text (xllava.lm)."""
 
     languages: list[str] = ["ko", "en"]
@@ -63,21 +64,17 @@ class LmConfig(Strict):
     # vocab stage's xllava_vocab.json); "all": every row; "none": LoRA only
     embeddings: Literal["new", "all", "none"] = "new"
     embedding_lr: float | None = None  # None: lr
-    lr: float = 5e-5
+    # the training knobs come from TrainingConfig; the lm stage's defaults are the paper's (appendix C)
+    lr: float = Field(5e-5, gt=0)
     betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 0.0
     scheduler: str = "linear"
-    warmup_steps: int = 0
-    # sequences per optimizer step = micro_batch * grad_accum. With micro_batch 1 the epoch's shorter
-    # last block trains too (no padding anywhere); with more, that block is dropped and counted
-    micro_batch: int = 1
-    grad_accum: int = 8
-    epochs: float = 1.0
-    max_steps: int = -1
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 200
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    # micro_batch 1 trains the epoch's shorter last block too (no padding anywhere); with more, that
+    # block is dropped and counted
+    batch_size: int = Field(8, ge=1)
+    micro_batch: int | None = Field(1, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1)
     # also train the unexpanded base (from xllava_vocab.json) for the same number of steps and report
     # its bits per character beside the expanded model's
     compare_unexpanded: bool = False

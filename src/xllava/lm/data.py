@@ -197,7 +197,7 @@ def build_dataset(cfg: LmConfig, texts: LmTexts, tokenizer) -> tuple[PackedDatas
     weights = cfg.weights()
     docs = {k: tokenize(tokenizer, texts.train[k]) for k in weights}
     chosen, counts = mix_documents(docs, weights, cfg.tokens_per_epoch, cfg.seed)
-    packed = pack(chosen, eos, cfg.seq_len, keep_tail=cfg.micro_batch == 1)
+    packed = pack(chosen, eos, cfg.seq_len, keep_tail=cfg.per_process()[0] == 1)
     info = {"tokens_per_key": counts, "stream_tokens": packed.stream_tokens, "blocks": len(packed.blocks),
             "documents": len(chosen), "dropped_tail_tokens": packed.dropped_tokens,
             "split_documents": packed.split_documents,

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback, TrainerState
 
 from xllava.io import atomic_directory
 from xllava.lm.config import LmConfig
+from xllava.train.arguments import training_arguments
 from xllava.train.fused_lora import lora_fused
 from xllava.train.stage import last_complete_checkpoint, trainer_adamw
 
@@ -128,34 +129,6 @@ def _finished_state(checkpoint: str | None) -> TrainerState | None:
     return state if state.max_steps > 0 and state.global_step >= state.max_steps else None
 
 
-def training_arguments(cfg: LmConfig, out_dir: Path) -> TrainingArguments:
-    use_gpu = torch.cuda.is_available()
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_gpu and torch.cuda.is_bf16_supported())
-    return TrainingArguments(
-        output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=cfg.micro_batch,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        adam_beta1=cfg.betas[0],
-        adam_beta2=cfg.betas[1],
-        weight_decay=cfg.weight_decay,
-        lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_steps,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        report_to=[],
-        bf16=bf16,
-        use_cpu=not use_gpu,
-        disable_tqdm=False,
-    )
-
-
 def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) -> LmTrainResult:
     """Train on the packed dataset, resuming from out_dir/checkpoints, and write the merged model
     (weights, tokenizer, the resolved config) to out_dir/model."""
@@ -172,7 +145,7 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     args = training_arguments(cfg, out_dir)
     seq_len = max(len(b) for b in dataset.packed.blocks)
-    speed = TokensPerSecond(cfg.micro_batch * cfg.grad_accum * seq_len)
+    speed = TokensPerSecond(cfg.batch_size * seq_len)
     trainer = LmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[speed],
                         embedding_lr=cfg.embedding_lr if cfg.mode == "lora" else None)
     speed.bar_owner = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)

@@ -101,12 +101,21 @@ def activation_bytes(c: Counts, batch: int, seq: int, supervised: int, checkpoin
     return layers + head + tokens * 2 * 4 * h
 
 
+def micro_batch(cfg: TrainStageConfig, gpus: int) -> int:
+    """Sequences per forward pass on one GPU: the recipe's split of its global batch over `gpus`,
+    or, where the batch does not split evenly over that many, its share rounded up."""
+    try:
+        return cfg.per_process(gpus)[0]
+    except ValueError:
+        return max(1, math.ceil(cfg.batch_size / gpus))
+
+
 def memory_rows(c: Counts, cfg: TrainStageConfig, mode: str, lora: LoraConfig, gpus: int, seq: int,
                 supervised: int) -> list[MemoryRow]:
     c = replace(c, lora=lora_params(c.linears, lora) if mode == "lora" else 0)
     total, trainable = c.total + c.lora, trainable_params(c, mode, cfg)
     act = {
-        ckpt: activation_bytes(c, cfg.batch_size, seq, supervised, ckpt, lora.dropout > 0, lora.r)
+        ckpt: activation_bytes(c, micro_batch(cfg, gpus), seq, supervised, ckpt, lora.dropout > 0, lora.r)
         for ckpt in (True, False)
     }
     rows = []
@@ -152,7 +161,7 @@ def plan_stage(recipe: Recipe, stage: str, c: Counts, gpus: int, samples: int | 
     text = text_tokens if text_tokens is not None else ASSUMED_TEXT[stage]
     supervised = supervised_tokens if supervised_tokens is not None else ASSUMED_SUPERVISED[stage]
     seq = min(cfg.max_length, c.image_tokens + text)
-    global_batch = cfg.batch_size * cfg.grad_accum * gpus
+    global_batch = cfg.batch_size
     steps = math.ceil(samples / global_batch) * cfg.epochs if cfg.max_steps < 0 else cfg.max_steps
     steps = math.ceil(steps)
     trained_samples = min(samples * cfg.epochs, steps * global_batch)

@@ -27,11 +27,12 @@ from pathlib import Path
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
-from transformers import LlavaForConditionalGeneration, Trainer, TrainingArguments, set_seed
+from transformers import LlavaForConditionalGeneration, Trainer, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from xllava.config import TrainStageConfig
 from xllava.model.assemble import load_llava, save_llava
+from xllava.train.arguments import training_arguments
 from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
 from xllava.train.features import FeatureCache
@@ -230,49 +231,6 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def training_arguments(cfg: TrainStageConfig, stage_dir: Path, has_text_only: bool) -> TrainingArguments:
-    """Trainer settings of a stage. Creating them joins the process group under torchrun/accelerate."""
-    use_gpu = torch.cuda.is_available()
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_gpu and torch.cuda.is_bf16_supported())
-    # `gradient_checkpointing` became `activation_checkpointing` during transformers 5.x
-    ckpt_name = (
-        "activation_checkpointing"
-        if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
-        else "gradient_checkpointing"
-    )
-    checkpointing = {ckpt_name: cfg.gradient_checkpointing}
-    if cfg.gradient_checkpointing:  # non-reentrant: no inputs need requires_grad with a frozen LLM
-        checkpointing[f"{ckpt_name}_kwargs"] = {"use_reentrant": False}
-    return TrainingArguments(
-        output_dir=str(stage_dir / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.lr,
-        lr_scheduler_type=cfg.scheduler,
-        # transformers 5 reads a warmup_steps below 1 as a fraction of the run (warmup_ratio is deprecated)
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        adam_beta2=cfg.adam_beta2,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        dataloader_num_workers=cfg.dataloader_workers,
-        report_to=[],
-        bf16=bf16,
-        use_cpu=not use_gpu,
-        disable_tqdm=False,
-        average_tokens_across_devices=True,
-        # a text-only batch leaves the projector without gradient; DDP must be told to look for that
-        ddp_find_unused_parameters=True if has_text_only else None,
-        **checkpointing,
-    )
-
-
 def _sharded(trainer: Trainer) -> bool:
     """Whether each rank holds only a slice of the weights (FSDP, ZeRO-3) when training ends."""
     if trainer.is_fsdp_enabled:
@@ -325,7 +283,13 @@ def train_stage(
     )
     if not samples:
         raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
-    args = training_arguments(cfg, stage_dir, has_text_only=any(s.image is None for s in samples))
+    args = training_arguments(
+        cfg, stage_dir,
+        dataloader_num_workers=cfg.dataloader_workers,
+        average_tokens_across_devices=True,
+        # a text-only batch leaves the projector without gradient; DDP must be told to look for that
+        ddp_find_unused_parameters=True if any(s.image is None for s in samples) else None,
+    )
     n_image_tokens = model.config.image_seq_length
     dataset = LlavaDataset(
         samples, processor.tokenizer, model.config.image_token_id, n_image_tokens, cfg.max_length
