@@ -21,6 +21,8 @@ import base64
 import binascii
 import csv
 import json
+import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +82,12 @@ def _field(row: dict, name: str, path: Path, where: int | str, kind: type | tupl
 
 
 def _image(folder: Path, name: str, path: Path, where: int | str, field_name: str = "image") -> Path:
+    """An image named by a benchmark row: looked up in the folder's index (one scan), or on disk for
+    names with a sub-folder."""
+    if "/" not in name and folder.is_dir():
+        found = image_index(folder).get(name)
+        if found is not None:
+            return found
     image = folder / name
     if not image.is_file():
         raise BenchmarkFormatError(path, where, field_name, f"image {image} does not exist")
@@ -87,10 +95,44 @@ def _image(folder: Path, name: str, path: Path, where: int | str, field_name: st
 
 
 def _find_image(folder: Path, stem: str, path: Path, where: str, field_name: str) -> Path:
+    found = image_index(folder).get(stem) if folder.is_dir() else None
+    if found is not None:
+        return found
     for ext in ("", *IMAGE_EXTENSIONS):
         if (folder / f"{stem}{ext}").is_file():
             return folder / f"{stem}{ext}"
     raise BenchmarkFormatError(path, where, field_name, f"no image {stem}.* in {folder}")
+
+
+_TRAILING_ID = re.compile(r"(?:^|_)0*(\d+)$")
+_INDEXES: dict[tuple[str, int], dict[str, Path]] = {}
+
+
+def image_index(folder: Path) -> dict[str, Path]:
+    """File name, stem and (for names ending in digits, as COCO's `COCO_val2014_000000000042.jpg`)
+    numeric id -> path, from one scan of the folder; kept per folder and modification time, so the
+    loaders of one run share it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such image folder")
+    key = (str(folder.resolve()), folder.stat().st_mtime_ns)
+    if key in _INDEXES:
+        return _INDEXES[key]
+    index: dict[str, Path] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            stem, dot, ext = name.rpartition(".")
+            if not dot or f".{ext.lower()}" not in IMAGE_EXTENSIONS:
+                continue
+            path = folder / name
+            index[name] = path
+            index.setdefault(stem, path)
+            match = _TRAILING_ID.search(stem)
+            if match:
+                index.setdefault(match.group(1), path)
+    _INDEXES[key] = index
+    return index
 
 
 def _lang(explicit: str | None, row_lang: object, text: str) -> str:
@@ -98,6 +140,8 @@ def _lang(explicit: str | None, row_lang: object, text: str) -> str:
         return explicit
     if isinstance(row_lang, str) and row_lang:
         return row_lang
+    if text.isascii():  # no Hangul or Han: English (or neutral, which reads as English too)
+        return "en"
     found = detect_language(text)
     return "en" if found == NEUTRAL else found
 
@@ -139,46 +183,62 @@ def load_llava_questions(questions: Path, image_folder: Path, lang: str | None =
 
 def load_vqav2(questions: Path, annotations: Path | None, image_folder: Path, lang: str | None = None,
                post_prompt: str | None = "default") -> list[EvalItem]:
-    """VQAv2 question (and, for scored splits, annotation) JSON. Images are `{image_id}.*` in the
-    folder, or COCO's `COCO_{data_subtype}_{image_id:012d}.jpg` for integer ids."""
+    """VQAv2 question (and, for scored splits, annotation) JSON. Images are found by image id in one
+    scan of the folder: COCO's `COCO_{split}_{id:012d}.jpg` (test-dev questions use the test2015
+    images, whatever their `data_subtype` says) or `{image_id}.*`."""
     data = _read_json(questions)
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise BenchmarkFormatError(questions, None, "questions", "expected an object with a 'questions' list")
-    subtype = str(data.get("data_subtype", ""))
     gold: dict[str, dict] = {}
     if annotations is not None:
         ann = _read_json(annotations)
         if not isinstance(ann, dict) or not isinstance(ann.get("annotations"), list):
             raise BenchmarkFormatError(annotations, None, "annotations", "expected an 'annotations' list")
         for i, a in enumerate(ann["annotations"]):
-            where = f"annotations[{i}]"
-            qid = _field(a, "question_id", annotations, where, (str, int))
-            answers = _field(a, "answers", annotations, where, list)
+            if not isinstance(a, dict):
+                raise BenchmarkFormatError(annotations, f"annotations[{i}]", None, "expected an object")
+            answers = a.get("answers")
+            if not isinstance(answers, list) or not answers:
+                raise BenchmarkFormatError(annotations, f"annotations[{i}]", "answers", "expected a non-empty list")
             for j, ans in enumerate(answers):
                 if not isinstance(ans, dict) or not isinstance(ans.get("answer"), str):
-                    raise BenchmarkFormatError(annotations, f"{where}.answers[{j}]", "answer", "missing")
+                    raise BenchmarkFormatError(annotations, f"annotations[{i}].answers[{j}]", "answer", "missing")
+            qid = a.get("question_id")
+            if not isinstance(qid, (str, int)):
+                raise BenchmarkFormatError(annotations, f"annotations[{i}]", "question_id", "missing")
             gold[str(qid)] = a
+    index = image_index(image_folder)
     items = []
+    short_prompt = post_prompt == "default"
     for i, q in enumerate(data["questions"]):
-        where = f"questions[{i}]"
-        qid = str(_field(q, "question_id", questions, where, (str, int)))
-        text = str(_field(q, "question", questions, where))
-        image_id = _field(q, "image_id", questions, where, (str, int))
-        if isinstance(image_id, int) and not any(image_folder.glob(f"{image_id}.*")):
-            image = _image(image_folder, f"COCO_{subtype}_{image_id:012d}.jpg", questions, where, "image_id")
-        else:
-            image = _find_image(image_folder, str(image_id), questions, where, "image_id")
+        if not isinstance(q, dict):
+            raise BenchmarkFormatError(questions, f"questions[{i}]", None, "expected an object")
+        qid, text, image_id = q.get("question_id"), q.get("question"), q.get("image_id")
+        if not isinstance(qid, (str, int)):
+            raise BenchmarkFormatError(questions, f"questions[{i}]", "question_id", "missing")
+        if not isinstance(text, str) or not text.strip():
+            raise BenchmarkFormatError(questions, f"questions[{i}]", "question", "expected a non-empty string")
+        if not isinstance(image_id, (str, int)):
+            raise BenchmarkFormatError(questions, f"questions[{i}]", "image_id", "missing")
+        image = index.get(str(image_id))
+        if image is None:
+            raise BenchmarkFormatError(questions, f"questions[{i}]", "image_id",
+                                       f"no image for id {image_id} in {image_folder} "
+                                       "(COCO_*_{id:012d}.jpg or {id}.*)")
         language = _lang(lang, q.get("lang"), text)
-        prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
+        prompt = SHORT_ANSWER_PROMPT.get(language) if short_prompt else post_prompt
         answers: list[str] = []
         category = ""
+        extra: dict = {"image_id": image_id}
         if annotations is not None:
-            if qid not in gold:
+            record = gold.get(str(qid))
+            if record is None:
                 raise BenchmarkFormatError(annotations, None, "question_id", f"no annotation for question {qid}")
-            answers = [a["answer"] for a in gold[qid]["answers"]]
-            category = str(gold[qid].get("answer_type", ""))
-        items.append(EvalItem(qid, image, text, with_post_prompt(text, prompt), language, answers, category,
-                              {"image_id": image_id}))
+            answers = [a["answer"] for a in record["answers"]]
+            category = str(record.get("answer_type", ""))
+            extra["question_type"] = str(record.get("question_type", ""))
+        items.append(EvalItem(str(qid), image, text, with_post_prompt(text, prompt), language, answers, category,
+                              extra))
     return items
 
 
