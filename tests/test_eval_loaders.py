@@ -111,7 +111,7 @@ def test_gqa(tmp_path: Path, images: Path) -> None:
     path.write_text(json.dumps({"201": {"imageId": "a", "question": "Is it red?", "answer": "yes",
                                        "types": {"structural": "verify", "detailed": "existRel"}}}))
     (item,) = L.load_gqa(path, images, post_prompt=None)
-    assert (item.question_id, item.answers, item.category, item.prompt) == ("201", ["yes"], "existRel", "Is it red?")
+    assert (item.question_id, item.answers, item.category, item.prompt) == ("201", ["yes"], "verify", "Is it red?")
     path.write_text(json.dumps({"202": {"imageId": "zzz", "question": "q"}}))
     with pytest.raises(BenchmarkFormatError, match="question 202: field 'imageId': no image zzz"):
         L.load_gqa(path, images)

@@ -147,7 +147,11 @@ def _lang(explicit: str | None, row_lang: object, text: str) -> str:
 
 
 def with_post_prompt(question: str, post_prompt: str | None) -> str:
-    return f"{question}\n{post_prompt}" if post_prompt else question
+    """The question with its post-prompt, unless the text already ends with it (LLaVA's question
+    files carry theirs)."""
+    if not post_prompt or question.rstrip().endswith(post_prompt.strip()):
+        return question
+    return f"{question}\n{post_prompt}"
 
 
 # ---------------------------------------------------------------- LLaVA question JSONL
@@ -245,46 +249,170 @@ def load_vqav2(questions: Path, annotations: Path | None, image_folder: Path, la
 # ---------------------------------------------------------------- GQA
 
 
-def load_gqa(questions: Path, image_folder: Path, lang: str | None = None,
-             post_prompt: str | None = "default") -> list[EvalItem]:
-    """GQA question JSON: an object keyed by question id; images are `{imageId}.jpg` (or any extension)."""
-    data = _read_json(questions)
+def _gqa_questions(path: Path) -> dict[str, dict]:
+    data = _read_json(path)
     if not isinstance(data, dict):
-        raise BenchmarkFormatError(questions, None, None, "expected an object keyed by question id")
+        raise BenchmarkFormatError(path, None, None, "expected an object keyed by question id")
+    for qid, q in data.items():
+        if not isinstance(q, dict):
+            raise BenchmarkFormatError(path, f"question {qid}", None, "expected an object")
+        if "isBalanced" in q and not isinstance(q["isBalanced"], bool):
+            raise BenchmarkFormatError(path, f"question {qid}", "isBalanced", "expected true or false")
+    return data
+
+
+def _gqa_types(q: dict) -> tuple[str, dict]:
+    """(structural type, extra fields): the official evaluator breaks accuracy down by structural
+    and semantic type."""
+    types = q.get("types") if isinstance(q.get("types"), dict) else {}
+    return str(types.get("structural") or ""), {"semantic": str(types.get("semantic") or ""),
+                                                "detailed": str(types.get("detailed") or "")}
+
+
+def load_gqa(questions: Path, image_folder: Path, lang: str | None = None,
+             post_prompt: str | None = "default", annotations: Path | None = None,
+             balanced_only: bool = True) -> list[EvalItem]:
+    """GQA questions as published (`*_balanced_questions.json` / `*_all_questions.json`: an object keyed
+    by question id; images `{imageId}.jpg`), or LLaVA's question JSONL ({question_id, image, text})
+    with `annotations` naming the GQA questions JSON that holds the answers and types.
+
+    The official evaluator scores accuracy on balanced questions only, so a question whose
+    `isBalanced` is false is left out unless `balanced_only` is False."""
+    if questions.suffix == ".jsonl":
+        gold = _gqa_questions(annotations) if annotations is not None else {}
+        items = []
+        for item in load_llava_questions(questions, image_folder, lang, post_prompt=None):
+            q = gold.get(item.question_id)
+            if annotations is not None and q is None:
+                raise BenchmarkFormatError(annotations, None, "question_id",
+                                           f"no question {item.question_id} (from {questions})")
+            if q is not None and balanced_only and q.get("isBalanced") is False:
+                continue
+            if q is not None:
+                item.answers = [str(q["answer"])] if "answer" in q else []
+                item.category, extra = _gqa_types(q)
+                item.extra.update(extra)
+            if post_prompt not in ("default", None) and post_prompt:
+                item.prompt = with_post_prompt(item.question, post_prompt)
+            items.append(item)
+        return items
+    data = _gqa_questions(questions)
+    index = image_index(image_folder)
     items = []
     for qid, q in data.items():
+        if balanced_only and q.get("isBalanced") is False:
+            continue
         where = f"question {qid}"
-        if not isinstance(q, dict):
-            raise BenchmarkFormatError(questions, where, None, "expected an object")
         text = str(_field(q, "question", questions, where))
-        image = _find_image(image_folder, str(_field(q, "imageId", questions, where)), questions, where, "imageId")
+        image_id = str(_field(q, "imageId", questions, where))
+        image = index.get(image_id) or _find_image(image_folder, image_id, questions, where, "imageId")
         language = _lang(lang, q.get("lang"), text)
         prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
         answers = [str(q["answer"])] if "answer" in q else []
-        types = q.get("types") if isinstance(q.get("types"), dict) else {}
+        category, extra = _gqa_types(q)
         items.append(EvalItem(str(qid), image, text, with_post_prompt(text, prompt), language, answers,
-                              str(types.get("detailed") or types.get("structural") or "")))
+                              category, extra))
     return items
 
 
 # ---------------------------------------------------------------- POPE
 
+POPE_FILE = re.compile(r"pope_(\w+?)(?:_\d+)?$")
+
+
+def read_records(path: Path) -> Iterator[tuple[int | str, dict]]:
+    """(line number or `[i]`, object) from a JSONL file or a JSON array of objects: POPE and LLaVA
+    question files circulate in both shapes."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such benchmark file")
+    with path.open(encoding="utf-8") as f:
+        head = f.read(64).lstrip()
+    if not head.startswith("["):
+        yield from read_jsonl_rows(path)
+        return
+    data = _read_json(path)
+    assert isinstance(data, list)
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise BenchmarkFormatError(path, f"[{i}]", None, "each element must be a JSON object")
+        yield f"[{i}]", row
+
+
+def pope_category(path: Path) -> str:
+    """`coco_pope_adversarial.json` -> adversarial (the file's category, as LLaVA's eval_pope reads it)."""
+    match = POPE_FILE.search(path.stem)
+    return match.group(1) if match else path.stem
+
+
+def _pope_label(row: dict, path: Path, where: int | str) -> str:
+    label = str(_field(row, "label", path, where)).strip().lower()
+    if label not in ("yes", "no"):
+        raise BenchmarkFormatError(path, where, "label", f"expected 'yes' or 'no', got {label!r}")
+    return label
+
+
+def _pope_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl") and "pope" in p.name)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no POPE files (coco_pope_{{category}}.json)")
+    return files
+
 
 def load_pope(questions: Path, image_folder: Path, lang: str | None = None,
-              post_prompt: str | None = "default") -> list[EvalItem]:
-    """POPE JSONL: {question_id, image, text, label: yes|no[, category: random|popular|adversarial]}."""
+              post_prompt: str | None = "default", annotations: Path | None = None) -> list[EvalItem]:
+    """POPE in the layouts it circulates in:
+    - one official file ({question_id, image, text, label} per line, or a JSON array of them); the
+      category is the row's `category` or else the file's (`coco_pope_popular.json` -> popular);
+    - a folder of the official files: each file's questions are numbered from 1, so ids become
+      `{category}-{question_id}`;
+    - LLaVA's layout: a question file with `category` and no labels, and `annotations` naming the
+      folder of official files whose labels are taken in order within each category (as LLaVA's
+      eval_pope pairs them)."""
+    if questions.is_dir():
+        items = []
+        for path in _pope_files(questions):
+            for it in load_pope(path, image_folder, lang, post_prompt):
+                it.extra["file_question_id"] = it.question_id
+                it.question_id = f"{it.category}-{it.question_id}"
+                items.append(it)
+        return items
+    labels: dict[str, list[tuple[Path, int | str, dict]]] = {}
+    if annotations is not None:
+        for path in _pope_files(annotations) if annotations.is_dir() else [annotations]:
+            labels[pope_category(path)] = [(path, where, row) for where, row in read_records(path)]
+    file_category = pope_category(questions)
+    seen: dict[str, int] = {}
     items = []
-    for number, row in read_jsonl_rows(questions):
-        qid = str(_field(row, "question_id", questions, number, (str, int)))
-        text = str(_field(row, "text", questions, number))
-        image = _image(image_folder, str(_field(row, "image", questions, number)), questions, number)
-        label = str(_field(row, "label", questions, number)).strip().lower()
-        if label not in ("yes", "no"):
-            raise BenchmarkFormatError(questions, number, "label", f"expected 'yes' or 'no', got {label!r}")
+    for where, row in read_records(questions):
+        qid = str(_field(row, "question_id", questions, where, (str, int)))
+        text = str(_field(row, "text", questions, where))
+        name = str(_field(row, "image", questions, where))
+        image = _image(image_folder, name, questions, where)
+        category = str(row.get("category") or file_category)
+        if annotations is not None:
+            if category not in labels:
+                raise BenchmarkFormatError(questions, where, "category",
+                                           f"{category!r} has no annotation file coco_pope_{category}.json in {annotations}")
+            k = seen.get(category, 0)
+            seen[category] = k + 1
+            if k >= len(labels[category]):
+                raise BenchmarkFormatError(questions, where, "category",
+                                           f"more {category} questions than labels in {labels[category][0][0]}")
+            ann_path, ann_where, ann = labels[category][k]
+            if "image" in ann and str(ann["image"]) != name:
+                raise BenchmarkFormatError(ann_path, ann_where, "image",
+                                           f"{ann['image']!r} differs from question {qid}'s image {name!r} "
+                                           f"({questions}); labels pair with questions in order")
+            label = _pope_label(ann, ann_path, ann_where)
+        else:
+            label = _pope_label(row, questions, where)
         language = _lang(lang, row.get("lang"), text)
         prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
-        items.append(EvalItem(qid, image, text, with_post_prompt(text, prompt), language, [label],
-                              str(row.get("category", "pope"))))
+        items.append(EvalItem(qid, image, text, with_post_prompt(text, prompt), language, [label], category))
+    for category, count in seen.items():
+        if count != len(labels[category]):
+            raise BenchmarkFormatError(labels[category][0][0], None, "label",
+                                       f"{len(labels[category])} labels but {count} {category} questions in {questions}")
     return items
 
 
