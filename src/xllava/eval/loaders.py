@@ -508,28 +508,57 @@ def load_mmbench_tsv(tsv: Path, image_cache: Path, lang: str | None = None,
 # ---------------------------------------------------------------- LLaVA-Bench
 
 
+def _llava_bench_context(row: dict, path: Path, where: int | str) -> tuple[str, str]:
+    """(context text, variant) of one context row: in-the-wild's `caption` (a string, or a list of
+    lines) or COCO's `captions` list and `instances` [{category, bbox}], laid out as LLaVA's review
+    scripts lay them out (captions one per line; a blank line; `category: [x1, y1, x2, y2]` per object)."""
+    if "captions" in row:
+        captions = row["captions"]
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise BenchmarkFormatError(path, where, "captions", "expected a list of strings")
+        instances = row.get("instances", [])
+        if not isinstance(instances, list):
+            raise BenchmarkFormatError(path, where, "instances", "expected a list")
+        boxes = []
+        for k, inst in enumerate(instances):
+            if not isinstance(inst, dict) or "category" not in inst or "bbox" not in inst:
+                raise BenchmarkFormatError(path, where, f"instances[{k}]", "expected {category, bbox}")
+            boxes.append(f"{inst['category']}: {inst['bbox']}")
+        return "\n".join(captions) + "\n\n" + "\n".join(boxes), "coco"
+    caption = row.get("caption")
+    if isinstance(caption, list) and all(isinstance(c, str) for c in caption):
+        return "\n".join(caption), "in_the_wild"
+    if not isinstance(caption, str) or not caption.strip():
+        raise BenchmarkFormatError(path, where, "caption", "missing (or `captions` for the COCO variant)")
+    return caption, "in_the_wild"
+
+
 def load_llava_bench(questions: Path, context: Path, references: Path, image_folder: Path,
                      lang: str | None = None) -> list[EvalItem]:
-    """LLaVA-Bench (in-the-wild) layout: questions, per-image context captions, reference answers."""
-    captions: dict[str, str] = {}
-    for number, row in read_jsonl_rows(context):
-        captions[str(_field(row, "image", context, number))] = str(_field(row, "caption", context, number))
+    """LLaVA-Bench: questions {question_id, image, text, category}, per-image context, reference
+    answers {question_id, text}. In-the-wild (questions.jsonl, context.jsonl with `caption`,
+    answers_gpt4.jsonl, images/) and COCO (qa90_questions.jsonl, caps_boxes_coco2014_val_80.jsonl with
+    `captions` and `instances`, qa90_gpt4_answer.jsonl, COCO val2014 images)."""
+    contexts: dict[str, tuple[str, str]] = {}
+    for where, row in read_records(context):
+        contexts[str(_field(row, "image", context, where))] = _llava_bench_context(row, context, where)
     refs: dict[str, str] = {}
-    for number, row in read_jsonl_rows(references):
-        refs[str(_field(row, "question_id", references, number, (str, int)))] = str(
-            _field(row, "text", references, number))
+    for where, row in read_records(references):
+        refs[str(_field(row, "question_id", references, where, (str, int)))] = str(
+            _field(row, "text", references, where))
     items = []
-    for number, row in read_jsonl_rows(questions):
+    for number, row in read_records(questions):
         qid = str(_field(row, "question_id", questions, number, (str, int)))
         name = str(_field(row, "image", questions, number))
         text = str(_field(row, "text", questions, number))
-        if name not in captions:
-            raise BenchmarkFormatError(questions, number, "image", f"{name!r} has no caption in {context}")
+        if name not in contexts:
+            raise BenchmarkFormatError(questions, number, "image", f"{name!r} has no context in {context}")
         if qid not in refs:
             raise BenchmarkFormatError(questions, number, "question_id", f"{qid} has no reference answer in {references}")
+        ctx, variant = contexts[name]
         items.append(EvalItem(
             question_id=qid, image=_image(image_folder, name, questions, number), question=text, prompt=text,
             lang=_lang(lang, row.get("lang"), text), answers=[], category=str(row.get("category", "all")),
-            extra={"context": captions[name], "reference": refs[qid]},
+            extra={"context": ctx, "reference": refs[qid], "variant": variant},
         ))
     return items

@@ -194,8 +194,9 @@ def run_eval_stage(cfg: EvalConfig, model_dir: Path, run_dir: Path, out_dir: Pat
             answers = candidate.answers(items, f"{spec.key}_{lang}", tokens)
             if long:
                 assert client is not None
+                mode = "extended" if spec.scoring == "extended" else "official"
                 score = J.review(items, answers, client, judge_cfg,
-                                 out_dir / "judgements" / f"{spec.key}_{lang}.jsonl", lang)
+                                 out_dir / "judgements" / f"{spec.key}_{lang}_{mode}.jsonl", lang, mode)
                 score["language_rate"] = language_rate((it.lang, answers[it.question_id]) for it in items)
             elif not any(it.answers for it in items):  # a test split: no gold answers to score against
                 score = write_submission(spec, lang, items, answers, out_dir, run_dir)
