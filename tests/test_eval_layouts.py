@@ -239,3 +239,17 @@ def test_scoring_vocabulary_and_old_recipes() -> None:
         BenchmarkSpec(format="pope", questions="q", scoring="exact_match")
     with pytest.raises(ValueError, match="official"):
         BenchmarkSpec(format="pope", questions="q", scoring="lenient")
+
+
+def test_preflight_sniffs_the_published_layouts(tmp_path: Path) -> None:
+    from xllava.preflight import sniff_benchmark
+
+    array = tmp_path / "coco_pope_random.json"
+    array.write_text(json.dumps(pope_rows(2, "yes")))
+    assert sniff_benchmark("pope", "questions", array) is None
+    llava = write_lines(tmp_path / "llava_pope_test.jsonl", [{"question_id": 1, "image": "a.jpg", "text": "q",
+                                                              "category": "random"}])
+    assert sniff_benchmark("pope", "questions", llava, labels_apart=True) is None
+    assert "line 1: field 'label'" in sniff_benchmark("pope", "questions", llava)
+    gqa = write_lines(tmp_path / "llava_gqa_testdev_balanced.jsonl", [{"question_id": "1", "image": "n1.jpg"}])
+    assert "line 1: field 'text'" in sniff_benchmark("gqa", "questions", gqa)
