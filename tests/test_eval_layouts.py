@@ -67,6 +67,20 @@ def test_vqav2_bad_annotation_names_file_key_and_field(tmp_path: Path) -> None:
         L.load_vqav2(questions, None, images)
 
 
+def test_vqav2_llava_question_file_with_annotations(tmp_path: Path) -> None:
+    images = coco_folder(tmp_path, "val2014", [1])
+    questions = write_lines(tmp_path / "llava_vqav2_mscoco_val2014.jsonl", [
+        {"question_id": 1000, "image": "COCO_val2014_000000000001.jpg", "text": f"How many?\n{SHORT}"}])
+    annotations = tmp_path / "a.json"
+    annotations.write_text(json.dumps({"annotations": [{"question_id": 1000, "answer_type": "number",
+                                                        "question_type": "how many",
+                                                        "answers": [{"answer": "2", "answer_id": k} for k in range(10)]}]}))
+    (item,) = L.load_vqav2(questions, annotations, images)
+    assert (item.prompt, item.answers, item.category) == (f"How many?\n{SHORT}", ["2"] * 10, "number")
+    spec = BenchmarkSpec(format="vqav2", questions=str(questions))
+    assert score_benchmark(spec, "en", [(item, "Two")])["score"] == 1.0
+
+
 # ---------------------------------------------------------------- POPE
 
 

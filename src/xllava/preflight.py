@@ -169,13 +169,13 @@ ROW_FIELDS = {
 def sniff_benchmark(fmt: str, field: str, path: Path, labels_apart: bool = False) -> str | None:
     """The first rows of a benchmark file against its format's layout; None when they fit. The whole
     file is read by its loader when the eval stage starts (xllava.eval.loaders). JSONL and JSON-array
-    files alike; a GQA `.jsonl` is LLaVA's question file; `labels_apart`: POPE labels in an annotation
+    files alike; a GQA or VQAv2 `.jsonl` is LLaVA's question file; `labels_apart`: POPE labels in an annotation
     folder (LLaVA's layout), so the question rows carry none."""
     from xllava.eval.items import BenchmarkFormatError
     from xllava.eval.loaders import read_records
 
     rows_of = ROW_FIELDS.get((fmt, field))
-    if fmt == "gqa" and field == "questions" and path.suffix == ".jsonl":
+    if fmt in ("gqa", "vqav2") and field == "questions" and path.suffix == ".jsonl":
         rows_of = ROW_FIELDS["llava", "questions"]
     if fmt == "pope" and labels_apart and rows_of:
         rows_of = tuple(k for k in rows_of if k != "label")

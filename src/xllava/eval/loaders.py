@@ -189,28 +189,14 @@ def load_vqav2(questions: Path, annotations: Path | None, image_folder: Path, la
                post_prompt: str | None = "default") -> list[EvalItem]:
     """VQAv2 question (and, for scored splits, annotation) JSON. Images are found by image id in one
     scan of the folder: COCO's `COCO_{split}_{id:012d}.jpg` (test-dev questions use the test2015
-    images, whatever their `data_subtype` says) or `{image_id}.*`."""
+    images, whatever their `data_subtype` says) or `{image_id}.*`. LLaVA's question JSONL
+    ({question_id, image, text}) is read too, with the answers from `annotations` where given."""
+    gold = _vqav2_annotations(annotations) if annotations is not None else {}
+    if questions.suffix == ".jsonl":  # LLaVA's question file (llava_vqav2_mscoco_test-dev2015.jsonl)
+        return _vqav2_llava_file(questions, annotations, gold, image_folder, lang, post_prompt)
     data = _read_json(questions)
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise BenchmarkFormatError(questions, None, "questions", "expected an object with a 'questions' list")
-    gold: dict[str, dict] = {}
-    if annotations is not None:
-        ann = _read_json(annotations)
-        if not isinstance(ann, dict) or not isinstance(ann.get("annotations"), list):
-            raise BenchmarkFormatError(annotations, None, "annotations", "expected an 'annotations' list")
-        for i, a in enumerate(ann["annotations"]):
-            if not isinstance(a, dict):
-                raise BenchmarkFormatError(annotations, f"annotations[{i}]", None, "expected an object")
-            answers = a.get("answers")
-            if not isinstance(answers, list) or not answers:
-                raise BenchmarkFormatError(annotations, f"annotations[{i}]", "answers", "expected a non-empty list")
-            for j, ans in enumerate(answers):
-                if not isinstance(ans, dict) or not isinstance(ans.get("answer"), str):
-                    raise BenchmarkFormatError(annotations, f"annotations[{i}].answers[{j}]", "answer", "missing")
-            qid = a.get("question_id")
-            if not isinstance(qid, (str, int)):
-                raise BenchmarkFormatError(annotations, f"annotations[{i}]", "question_id", "missing")
-            gold[str(qid)] = a
     index = image_index(image_folder)
     items = []
     short_prompt = post_prompt == "default"
@@ -243,6 +229,47 @@ def load_vqav2(questions: Path, annotations: Path | None, image_folder: Path, la
             extra["question_type"] = str(record.get("question_type", ""))
         items.append(EvalItem(str(qid), image, text, with_post_prompt(text, prompt), language, answers, category,
                               extra))
+    return items
+
+
+def _vqav2_annotations(annotations: Path) -> dict[str, dict]:
+    """question id -> annotation record, each checked for its answers."""
+    gold: dict[str, dict] = {}
+    ann = _read_json(annotations)
+    if not isinstance(ann, dict) or not isinstance(ann.get("annotations"), list):
+        raise BenchmarkFormatError(annotations, None, "annotations", "expected an 'annotations' list")
+    for i, a in enumerate(ann["annotations"]):
+        if not isinstance(a, dict):
+            raise BenchmarkFormatError(annotations, f"annotations[{i}]", None, "expected an object")
+        answers = a.get("answers")
+        if not isinstance(answers, list) or not answers:
+            raise BenchmarkFormatError(annotations, f"annotations[{i}]", "answers", "expected a non-empty list")
+        for j, ans in enumerate(answers):
+            if not isinstance(ans, dict) or not isinstance(ans.get("answer"), str):
+                raise BenchmarkFormatError(annotations, f"annotations[{i}].answers[{j}]", "answer", "missing")
+        qid = a.get("question_id")
+        if not isinstance(qid, (str, int)):
+            raise BenchmarkFormatError(annotations, f"annotations[{i}]", "question_id", "missing")
+        gold[str(qid)] = a
+    return gold
+
+
+def _vqav2_llava_file(questions: Path, annotations: Path | None, gold: dict[str, dict], image_folder: Path,
+                      lang: str | None, post_prompt: str | None) -> list[EvalItem]:
+    """LLaVA's VQAv2 question JSONL ({question_id, image, text} with the post-prompt in the text), with
+    the answers from the annotations where given."""
+    items = load_llava_questions(questions, image_folder, lang, post_prompt=None)
+    for item in items:
+        if post_prompt not in ("default", None):
+            item.prompt = with_post_prompt(item.question, post_prompt)
+        if annotations is not None:
+            record = gold.get(item.question_id)
+            if record is None:
+                raise BenchmarkFormatError(annotations, None, "question_id",
+                                           f"no annotation for question {item.question_id} (from {questions})")
+            item.answers = [a["answer"] for a in record["answers"]]
+            item.category = str(record.get("answer_type", ""))
+            item.extra["question_type"] = str(record.get("question_type", ""))
     return items
 
 
