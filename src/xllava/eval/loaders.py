@@ -579,7 +579,7 @@ def load_llava_bench(questions: Path, context: Path, references: Path, image_fol
         name = str(_field(row, "image", questions, number))
         text = str(_field(row, "text", questions, number))
         if name not in contexts:
-            raise BenchmarkFormatError(questions, number, "image", f"{name!r} has no context in {context}")
+            raise BenchmarkFormatError(questions, number, "image", f"{name!r} has no caption in {context}")
         if qid not in refs:
             raise BenchmarkFormatError(questions, number, "question_id", f"{qid} has no reference answer in {references}")
         ctx, variant = contexts[name]
