@@ -91,6 +91,9 @@ def write_submission(spec: BenchmarkSpec, lang: str, items: list[EvalItem], answ
                 full = full if full.is_absolute() or run_dir is None else run_dir / full
                 asked = {row["question_id"] for row in rows}
                 rows += [{"question_id": q, "answer": ""} for q in _all_question_ids(full) if q not in asked]
+            else:
+                note = ("only the questions asked are listed; for the test-dev phase set submission_questions to "
+                        "the test2015 question file, since EvalAI takes a file covering all of test2015")
         elif spec.format == "gqa":
             rows = [{"questionId": it.question_id, "prediction": gqa_prediction(answers[it.question_id])}
                     for it in items]
