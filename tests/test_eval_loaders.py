@@ -111,7 +111,7 @@ def test_gqa(tmp_path: Path, images: Path) -> None:
     path.write_text(json.dumps({"201": {"imageId": "a", "question": "Is it red?", "answer": "yes",
                                        "types": {"structural": "verify", "detailed": "existRel"}}}))
     (item,) = L.load_gqa(path, images, post_prompt=None)
-    assert (item.question_id, item.answers, item.category, item.prompt) == ("201", ["yes"], "existRel", "Is it red?")
+    assert (item.question_id, item.answers, item.category, item.prompt) == ("201", ["yes"], "verify", "Is it red?")
     path.write_text(json.dumps({"202": {"imageId": "zzz", "question": "q"}}))
     with pytest.raises(BenchmarkFormatError, match="question 202: field 'imageId': no image zzz"):
         L.load_gqa(path, images)
@@ -177,7 +177,8 @@ def test_llava_bench(tmp_path: Path, images: Path) -> None:
     c = write_lines(tmp_path / "context.jsonl", [{"id": "a", "image": "a.png", "caption": "A red square."}])
     a = write_lines(tmp_path / "answers.jsonl", [{"question_id": 0, "text": "It is a red square."}])
     (item,) = L.load_llava_bench(q, c, a, images)
-    assert item.extra == {"context": "A red square.", "reference": "It is a red square."} and item.category == "detail"
+    assert item.extra == {"context": "A red square.", "reference": "It is a red square.",
+                          "variant": "in_the_wild"} and item.category == "detail"
     write_lines(c, [{"image": "b.png", "caption": "x"}])
     with pytest.raises(BenchmarkFormatError, match="line 1: field 'image': 'a.png' has no caption"):
         L.load_llava_bench(q, c, a, images)

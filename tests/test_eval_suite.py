@@ -119,7 +119,7 @@ def test_eval_command_public_format_and_default(fast_run: Path, suite: tuple[dic
                                       "--images", str(fast_run / "world" / "images"), "--lang", "ko", "--limit", "3",
                                       "--out-dir", str(tmp_path / "gqa"), "--dataset", "world-gqa"])
     assert result.exit_code == 0, result.output
-    assert "gqa ko: accuracy" in result.output and "protocol: GQA" in result.output
+    assert "gqa ko: accuracy" in result.output and "protocol: official: GQA" in result.output
     scores = json.loads((tmp_path / "gqa" / "suite_scores.json").read_text())["benchmarks"]["gqa"]
     assert scores["ko"]["dataset"] == "world-gqa"
     # LLaVA question JSONL with gold answers, scored per question type

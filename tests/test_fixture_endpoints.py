@@ -193,7 +193,7 @@ def test_review_and_pairwise_against_the_fixture_judge(tmp_path: Path, lang: str
     cfg = J.JudgeConfig(model=JUDGE_MODEL, max_retries=0, timeout_s=10, concurrency=2)
     with fixture_endpoints() as (_, judge_url):
         client = J.make_client(cfg, judge_url)
-        summary = J.review(items, answers, client, cfg, tmp_path / "review.jsonl", lang)
+        summary = J.review(items, answers, client, cfg, tmp_path / "review.jsonl", lang, "extended")
         result = J.pairwise(items, reference, {it.question_id: "" for it in items}, client, cfg,
                             tmp_path / "pairwise.jsonl", lang)
         same = J.pairwise(items, reference, reference, client, cfg, tmp_path / "same.jsonl", lang)

@@ -73,7 +73,7 @@ def test_review_with_failing_server_counts_and_excludes_failures(small_world: Pa
     out = tmp_path / "review.jsonl"
     app = create_app(WorldJudge(small_world), FaultConfig(rate_500=0.2, seed=3), (MODEL_NAME,))
     with ServerThread(app) as server:
-        summary = J.review(items, answers, J.make_client(cfg, server.base_url), cfg, out, "en")
+        summary = J.review(items, answers, J.make_client(cfg, server.base_url), cfg, out, "en", "extended")
         injected = server.stats.faults["500"]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     failed = [r for r in rows if r["status"] == "failed"]
@@ -90,7 +90,7 @@ def test_review_with_failing_server_counts_and_excludes_failures(small_world: Pa
 
     # a rerun against a healthy endpoint asks again only for the failed judgements
     with ServerThread(create_app(WorldJudge(small_world), model_ids=(MODEL_NAME,))) as server:
-        again = J.review(items, answers, J.make_client(cfg, server.base_url), cfg, out, "en")
+        again = J.review(items, answers, J.make_client(cfg, server.base_url), cfg, out, "en", "extended")
         assert server.stats.faults["ok"] == injected
     assert again["failed"] == 0 and again["n"] == len(items)
 

@@ -166,19 +166,26 @@ ROW_FIELDS = {
 }
 
 
-def sniff_benchmark(fmt: str, field: str, path: Path) -> str | None:
+def sniff_benchmark(fmt: str, field: str, path: Path, labels_apart: bool = False) -> str | None:
     """The first rows of a benchmark file against its format's layout; None when they fit. The whole
-    file is read by its loader when the eval stage starts (xllava.eval.loaders)."""
+    file is read by its loader when the eval stage starts (xllava.eval.loaders). JSONL and JSON-array
+    files alike; a GQA or VQAv2 `.jsonl` is LLaVA's question file; `labels_apart`: POPE labels in an annotation
+    folder (LLaVA's layout), so the question rows carry none."""
     from xllava.eval.items import BenchmarkFormatError
-    from xllava.eval.loaders import read_jsonl_rows
+    from xllava.eval.loaders import read_records
 
+    rows_of = ROW_FIELDS.get((fmt, field))
+    if fmt in ("gqa", "vqav2") and field == "questions" and path.suffix == ".jsonl":
+        rows_of = ROW_FIELDS["llava", "questions"]
+    if fmt == "pope" and labels_apart and rows_of:
+        rows_of = tuple(k for k in rows_of if k != "label")
     try:
-        if (fmt, field) in ROW_FIELDS:
-            for number, row in itertools.islice(read_jsonl_rows(path), SNIFF_RECORDS):
-                missing = [k for k in ROW_FIELDS[fmt, field] if k not in row]
+        if rows_of:
+            for number, row in itertools.islice(read_records(path), SNIFF_RECORDS):
+                missing = [k for k in rows_of if k not in row]
                 if missing:
                     raise BenchmarkFormatError(path, number, missing[0], f"missing (a {fmt} {field} row has "
-                                               f"{', '.join(ROW_FIELDS[fmt, field])})")
+                                               f"{', '.join(rows_of)})")
         elif fmt in ("vqav2", "gqa") and field in ("questions", "annotations"):
             data = json.loads(path.read_text(encoding="utf-8"))
             if fmt == "vqav2" and not (isinstance(data, dict) and isinstance(data.get(field), list)):
@@ -209,9 +216,14 @@ def _check_eval(c: _Checker, recipe: Recipe) -> None:
         for lang in spec.languages or [None]:
             for field, value in spec.paths().items():
                 value = value.replace("{lang}", lang) if lang else value
-                kind = "dir" if field == "images" else "file"
+                # POPE: the questions may be a folder of the official files, the labels of LLaVA's
+                # question file are a folder of them
+                folder = field == "images" or (spec.format == "pope" and (
+                    field == "annotations" or (field == "questions" and not Path(value).suffix)))
+                kind = "dir" if folder else "file"
                 path = c.path(f"eval.benchmarks[{i}].{field}", value, "eval", kind)
-                problem = sniff_benchmark(spec.format, field, path) if path is not None and kind == "file" else None
+                problem = sniff_benchmark(spec.format, field, path, labels_apart=spec.annotations is not None) \
+                    if path is not None and kind == "file" else None
                 if problem:
                     c.problems.append(f"eval.benchmarks[{i}].{field}: {problem}")
     if cfg.needs_judge():

@@ -41,14 +41,18 @@ def eval_command(
     lang: str = typer.Option(None, help="the questions' language (default: detected per question)"),
     limit: int = typer.Option(None, help="first N questions, taken in turn from each category"),
     questions: str = typer.Option(None, help="questions file (JSONL, JSON or TSV)"),
-    annotations: str = typer.Option(None, help="VQAv2 annotations JSON"),
-    images: str = typer.Option(None, help="image folder (default: BENCH_DIR)"),
+    annotations: str = typer.Option(None, help="VQAv2 annotations JSON; GQA questions JSON with the answers of a "
+                                    "LLaVA question JSONL; POPE folder of coco_pope_{category}.json labels"),
+    submission_questions: str = typer.Option(None, help="VQAv2 test-dev: the full test2015 questions JSON, so the "
+                                             "EvalAI file lists every test question"),
+    images: str = typer.Option(None, help="image folder (default: BENCH_DIR; llava-bench: BENCH_DIR/images if there)"),
     context: str = typer.Option(None, help="LLaVA-Bench context JSONL (default context.jsonl)"),
     references: str = typer.Option(None, help="LLaVA-Bench reference answers (default answers_gpt4.jsonl)"),
     dataset: str = typer.Option(None, help="dataset name kept with the scores, e.g. vqav2-testdev, pope, "
                                 "gqa-testdev-balanced (the report puts the paper's number beside a known one)"),
-    scoring: str = typer.Option("official", help="llava format: official (the paper's rule) or exact_match "
-                                "(per category, with majority baselines)"),
+    scoring: str = typer.Option("official", help="official (the benchmark's own scoring code; llava format: the "
+                                "paper's rule) or extended (xllava's multilingual reading; both are stored); "
+                                "llava format also exact_match (per category, with majority baselines)"),
     post_prompt: str = typer.Option("default", help="default | short_answer | llava | none | any text"),
     batch_size: int = typer.Option(32),
     max_new_tokens: int = typer.Option(None, help="default 16, LLaVA-Bench 256"),
@@ -66,10 +70,13 @@ def eval_command(
         raise typer.BadParameter("llava-bench needs a judge: --judge-url (and --judge-model)")
     bench = fmt.replace("-", "_")
     default_questions = "questions.jsonl" if bench == "llava_bench" else None
+    default_images = "images" if bench == "llava_bench" and (bench_dir / "images").is_dir() else "."
     spec = BenchmarkSpec(
         format=bench, questions=str(_path(bench_dir, questions, "questions", default_questions)),
-        images=str(_path(bench_dir, images, "images", ".")), dataset=dataset, scoring=scoring,
+        images=str(_path(bench_dir, images, "images", default_images)), dataset=dataset, scoring=scoring,
         annotations=str(_path(bench_dir, annotations, "annotations")) if annotations else None,
+        submission_questions=str(_path(bench_dir, submission_questions, "submission-questions"))
+        if submission_questions else None,
         context=str(_path(bench_dir, context, "context", "context.jsonl")) if bench == "llava_bench" else None,
         references=str(_path(bench_dir, references, "references", "answers_gpt4.jsonl"))
         if bench == "llava_bench" else None,
@@ -81,6 +88,11 @@ def eval_command(
         extra = f"  failed judgements: {s['failed']}" if "failed" in s else ""
         score = "n/a" if s.get("score") is None else f"{s['score']:.1%}"
         typer.echo(f"{fmt} {code}: {s['metric']} {score} (n={s['n']}){extra}\n  protocol: {s['protocol']}")
+        for mode, other in s.get("modes", {}).items():
+            if mode != s.get("mode") and other.get("score") is not None:
+                typer.echo(f"  {mode}: {other['score']:.1%} ({other['protocol']})")
+        if s.get("submission"):
+            typer.echo(f"  submission file: {s['submission']}")
     typer.echo(f"scores: {out_dir / 'suite_scores.json'}")
 
 
@@ -107,14 +119,20 @@ def review_command(
     lang: str = typer.Option(None, help="question language (default: detected)"),
     out: Path = typer.Option(Path("judge-out"), help="judgements and summary go here"),
     concurrency: int = typer.Option(4),
+    mode: str = typer.Option("official", help="official (LLaVA-1.5's published rule, parsing and summary) or "
+                             "extended (xllava's prompts, Korean rule, failed judgements excluded)"),
+    questions: str = typer.Option("questions.jsonl", help="questions file in BENCH_DIR (COCO: qa90_questions.jsonl)"),
+    context: str = typer.Option("context.jsonl", help="context file (COCO: caps_boxes_coco2014_val_80.jsonl)"),
+    references: str = typer.Option("answers_gpt4.jsonl", help="reference answers (COCO: qa90_gpt4_answer.jsonl)"),
 ) -> None:
-    """LLaVA-Bench review: relative score per category; failed judgements counted and excluded."""
+    """LLaVA-Bench review: relative score per category; failed judge calls counted and excluded."""
     from xllava.eval.judge import make_client, review
     from xllava.eval.loaders import load_llava_bench
 
+    if mode not in ("official", "extended"):
+        raise typer.BadParameter("--mode must be official or extended")
     image_dir = _path(bench_dir, images, "images", "images" if (bench_dir / "images").is_dir() else ".")
-    items = load_llava_bench(bench_dir / "questions.jsonl", bench_dir / "context.jsonl",
-                             bench_dir / "answers_gpt4.jsonl", image_dir, lang)
+    items = load_llava_bench(bench_dir / questions, bench_dir / context, bench_dir / references, image_dir, lang)
     answers = _answers(predictions)
     missing = [it.question_id for it in items if it.question_id not in answers]
     if missing:
@@ -123,7 +141,7 @@ def review_command(
     by_lang: dict[str, list] = defaultdict(list)
     for it in items:
         by_lang[it.lang].append(it)
-    summary = {code: review(group, answers, make_client(cfg), cfg, out / f"review_{code}.jsonl", code)
+    summary = {code: review(group, answers, make_client(cfg), cfg, out / f"review_{code}_{mode}.jsonl", code, mode)
                for code, group in by_lang.items()}
     (out / "review_summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")
     for code, s in summary.items():

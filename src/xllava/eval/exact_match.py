@@ -7,12 +7,13 @@ from collections import Counter, defaultdict
 
 PROTOCOL = (
     "exact match after NFC, case folding, trimming whitespace and final punctuation; "
-    "yes = yes/네/예/是; no = no/아니요/아니오/아뇨/否/不是 (X-LLaVA's Korean rule)"
+    "yes = yes/네/예/是; no = no/아니요/아니오/아뇨/아니에요/아닙니다/否/不是 (X-LLaVA's Korean rule)"
 )
 
 _SAME = {
     "yes": "yes", "네": "yes", "예": "yes", "응": "yes", "是": "yes", "是的": "yes",
-    "no": "no", "아니요": "no", "아니오": "no", "아뇨": "no", "否": "no", "不是": "no", "不": "no",
+    "no": "no", "아니요": "no", "아니오": "no", "아뇨": "no", "아니에요": "no", "아니예요": "no",
+    "아닙니다": "no", "아니야": "no", "아니": "no", "否": "no", "不是": "no", "不": "no",
 }
 _TRAILING = " \t\n.,!?。，！？、"
 

@@ -31,19 +31,30 @@ from openai import OpenAI
 from xllava.eval.generate import read_predictions
 from xllava.eval.items import EvalItem
 from xllava.eval.judge_prompts import (
+    OFFICIAL_REVIEW,
+    OFFICIAL_REVIEW_VERSION,
     PAIRWISE_VERSION,
     REVIEW_VERSION,
+    official_review_messages,
     pairwise_messages,
     parse_pairwise,
     parse_review,
+    parse_review_official,
     review_messages,
 )
 from xllava.eval.suite_config import JudgeConfig
 
 REVIEW_PROTOCOL = (
-    "LLaVA-Bench review: the judge scores reference (Assistant 1, shown first) and candidate 1-10 from "
-    "the context; relative score = mean(candidate) / mean(reference) x 100 per category; failed "
+    "extended: LLaVA-Bench review: the judge scores reference (Assistant 1, shown first) and candidate "
+    "1-10 from the context; relative score = mean(candidate) / mean(reference) x 100 per category; failed "
     "judgements excluded and counted"
+)
+OFFICIAL_REVIEW_PROTOCOL = (
+    "official: LLaVA-Bench review as LLaVA-1.5 publishes it (rule.json text and system message, "
+    "temperature 0.2, max_tokens 1024, first line split on spaces after commas become spaces); an "
+    "unparsed reply counts as [-1, -1] and is averaged in, as summarize_gpt_review.py does; relative "
+    "score = round(mean candidate, 3) / round(mean reference, 3) x 100, rounded to 0.1; calls that "
+    "fail after retries are left out and counted (the published script retries until one succeeds)"
 )
 PAIRWISE_PROTOCOL = (
     "pairwise preference (X-LLaVA sec. 6): judge sees image, question, answers A and B; asked in both "
@@ -109,27 +120,88 @@ def _run_judgements(tasks: dict[str, Callable[[], dict]], digests: dict[str, str
 
 
 def review(items: Sequence[EvalItem], answers: dict[str, str], client: OpenAI, cfg: JudgeConfig,
-           out_path: Path, lang: str) -> dict:
-    """Judge every item's answer against its reference; returns the summary (see summarise_review)."""
-    version = REVIEW_VERSION.get(lang, REVIEW_VERSION["en"])
+           out_path: Path, lang: str, mode: str = "official") -> dict:
+    """Judge every item's answer against its reference; returns the summary. `official`: LLaVA-1.5's
+    published rule, system message, max_tokens and parsing (summarise_review_official); `extended`:
+    xllava's prompts, Korean rule for Korean questions, failed judgements excluded (summarise_review)."""
+    official = mode == "official"
+    version = OFFICIAL_REVIEW_VERSION if official else REVIEW_VERSION.get(lang, REVIEW_VERSION["en"])
+    call_cfg = cfg.model_copy(update={"max_tokens": OFFICIAL_REVIEW["max_tokens"],
+                                      "temperature": OFFICIAL_REVIEW["temperature"]}) if official else cfg
 
     def task(item: EvalItem) -> Callable[[], dict]:
         def run() -> dict:
-            messages = review_messages(item.extra["context"], item.question, item.extra["reference"],
-                                       answers[item.question_id], lang)
-            reply, error = ask(client, cfg, messages)
-            scores = parse_review(reply) if reply is not None else None
-            if reply is not None and scores is None:
-                error = "unparseable reply: first line is not two scores in 0..10"
-            return {"category": item.category, "status": "ok" if scores else "failed",
-                    "scores": list(scores) if scores else None, "error": error, "reply": reply}
+            if official:
+                messages = official_review_messages(item.extra["context"], item.question, item.extra["reference"],
+                                                    answers[item.question_id], item.extra.get("variant", "in_the_wild"))
+            else:
+                messages = review_messages(item.extra["context"], item.question, item.extra["reference"],
+                                           answers[item.question_id], lang)
+            reply, error = ask(client, call_cfg, messages)
+            if reply is None:
+                return {"category": item.category, "status": "failed", "scores": None, "error": error, "reply": None}
+            scores = parse_review_official(reply) if official else parse_review(reply)
+            if scores is None and official:  # the published script records [-1, -1] and averages it in
+                return {"category": item.category, "status": "ok", "parsed": False, "scores": [-1.0, -1.0],
+                        "error": "unparsed reply: scored [-1, -1] as the published script does", "reply": reply}
+            if scores is None:
+                return {"category": item.category, "status": "failed", "scores": None, "reply": reply,
+                        "error": "unparseable reply: first line is not two scores in 0..10"}
+            return {"category": item.category, "status": "ok", "parsed": True, "scores": list(scores),
+                    "error": None, "reply": reply}
         return run
 
     identity = {"judge_model": cfg.model, "prompt_version": version}
     digests = {it.question_id: _digest(answers[it.question_id]) for it in items}
     rows = _run_judgements({it.question_id: task(it) for it in items}, digests, out_path, identity,
                            cfg.concurrency)
+    if official:
+        return summarise_review_official(list(rows.values()), cfg.model)
     return summarise_review(list(rows.values()), cfg.model, version)
+
+
+def summarise_review_official(rows: list[dict], judge_model: str) -> dict:
+    """summarize_gpt_review.py's arithmetic: per category and `all`, the mean (reference, candidate)
+    pair with unparsed replies as (-1, -1), each mean rounded to 3 decimals, relative score
+    = candidate / reference x 100 rounded to 1 decimal; scores x10 as it prints them."""
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    failed: Counter[str] = Counter()
+    unparsed: Counter[str] = Counter()
+    for row in rows:
+        own = row.get("category") or "all"
+        for category in ("all", own) if own != "all" else ("all",):
+            if row["status"] != "ok":
+                failed[category] += 1
+                continue
+            pairs[category].append((float(row["scores"][0]), float(row["scores"][1])))
+            unparsed[category] += row.get("parsed") is False
+    per_category = {}
+    for category in sorted(set(pairs) | set(failed)):
+        got = pairs.get(category, [])
+        ref = round(sum(p[0] for p in got) / len(got), 3) if got else None
+        cand = round(sum(p[1] for p in got) / len(got), 3) if got else None
+        per_category[category] = {
+            "judged": len(got), "failed": failed[category], "unparsed": unparsed[category],
+            "reference_x10": round(ref * 10, 1) if ref is not None else None,
+            "candidate_x10": round(cand * 10, 1) if cand is not None else None,
+            "relative": round(cand / ref * 100, 1) if got and ref else None,
+        }
+    overall = per_category.get("all", {"judged": 0, "failed": 0, "unparsed": 0, "relative": None})
+    return {
+        "benchmark": "llava_bench",
+        "mode": "official",
+        "protocol": OFFICIAL_REVIEW_PROTOCOL + f"; judge {judge_model}; prompt {OFFICIAL_REVIEW_VERSION}",
+        "metric": "relative score",
+        "judge_model": judge_model,
+        "prompt_version": OFFICIAL_REVIEW_VERSION,
+        "n": overall["judged"],
+        "failed": overall["failed"],
+        "unparsed": overall["unparsed"],
+        "score": overall["relative"] / 100 if overall["relative"] is not None else None,
+        "per_category": per_category,
+        "per_type": {c: (v["relative"] / 100 if v["relative"] is not None else None)
+                     for c, v in per_category.items() if c != "all"},
+    }
 
 
 def summarise_review(rows: list[dict], judge_model: str, prompt_version: str) -> dict:
@@ -156,6 +228,7 @@ def summarise_review(rows: list[dict], judge_model: str, prompt_version: str) ->
     overall = per_category.get("all", {"judged": 0, "failed": 0, "relative": None})
     return {
         "benchmark": "llava_bench",
+        "mode": "extended",
         "protocol": REVIEW_PROTOCOL + f"; judge {judge_model}; prompt {prompt_version}",
         "metric": "relative score",
         "judge_model": judge_model,

@@ -3,6 +3,8 @@
 LLaVA-Bench review follows the published layout (context, question, the reference as Assistant 1,
 the candidate as Assistant 2, then the rule; first line "score1 score2"); the Korean rule adds a
 Korean-fluency criterion and Korean section labels, as K-LLaVA-W does. The wording is ours.
+The official mode uses LLaVA-1.5's published system message and rule text verbatim (they are protocol
+inputs, kept in protocols/llava_bench_review.yaml with their source) and its score parsing.
 Pairwise preference follows X-LLaVA section 6 (LIMA's protocol): the judge sees the image, the
 question and answers A and B, and says A is better, B is better, or both are similar.
 """
@@ -10,6 +12,9 @@ question and answers A and B, and says A is better, B is better, or both are sim
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import yaml
 
 REVIEW_VERSION = {"en": "llava-bench-review/xllava-v1", "ko": "llava-bench-review-ko/xllava-v1"}
 PAIRWISE_VERSION = "pairwise-preference/xllava-v1"
@@ -104,3 +109,37 @@ def parse_pairwise(reply: str) -> str | None:
         return None
     found = match.group(0).lower()
     return next(v for k, v in VERDICTS.items() if k.lower() == found)
+
+
+# ---------------------------------------------------------------- LLaVA-Bench review, official mode
+
+OFFICIAL_REVIEW = yaml.safe_load((Path(__file__).parent / "protocols" / "llava_bench_review.yaml").read_text("utf-8"))
+OFFICIAL_REVIEW_VERSION: str = OFFICIAL_REVIEW["version"]
+
+
+def official_review_messages(context: str, question: str, reference: str, answer: str,
+                             variant: str = "in_the_wild") -> list[dict]:
+    """The published review request: LLaVA-1.5's system message, and the context, question, the
+    reference as Assistant 1, the candidate as Assistant 2 and the rule of the benchmark variant
+    (in_the_wild or coco), in the published layout."""
+    role, rule = OFFICIAL_REVIEW["role"], OFFICIAL_REVIEW["rules"][variant]
+    text = (
+        f"[Context]\n{context}\n\n[Question]\n{question}\n\n"
+        f"[{role} 1]\n{reference}\n\n[End of {role} 1]\n\n"
+        f"[{role} 2]\n{answer}\n\n[End of {role} 2]\n\n"
+        f"[System]\n{rule}\n\n"
+    )
+    return [{"role": "system", "content": OFFICIAL_REVIEW["system"]}, {"role": "user", "content": text}]
+
+
+def parse_review_official(reply: str) -> tuple[float, float] | None:
+    """The published parsing: the first line, commas made spaces, split on single spaces; exactly two
+    pieces that read as numbers are the scores ("8 7." is 8 and 7; "8, 7" splits into three pieces and
+    fails). None where the published script records [-1, -1]."""
+    pieces = reply.split("\n")[0].replace(",", " ").split(" ")
+    if len(pieces) != 2:
+        return None
+    try:
+        return float(pieces[0]), float(pieces[1])
+    except ValueError:
+        return None

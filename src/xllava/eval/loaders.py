@@ -1,15 +1,18 @@
-"""Loaders for the public benchmark formats, all returning `EvalItem`s.
+"""Loaders for the public benchmark formats, all returning `EvalItem`s: MMBench and LLaVA-Bench here,
+VQAv2 and GQA in loaders_vqa.py, POPE in loaders_pope.py, the LLaVA question JSONL and the file
+reading they share in bench_files.py; all are importable from this module.
 
 Formats (field names as the public files spell them):
 - LLaVA question JSONL + image folder: {question_id, image, text[, category, answer|answers, lang]}
-- VQAv2: questions JSON {data_subtype, questions: [{question_id, image_id, question}]} and
-  annotations JSON {annotations: [{question_id, answers: [{answer, answer_id}], ...}]}
-- GQA: questions JSON {qid: {imageId, question, answer, types, ...}}
-- POPE: JSONL {question_id, image, text, label[, category]}
+- VQAv2: questions JSON {data_subtype, questions: [{question_id, image_id, question}]} (or LLaVA's
+  question JSONL) and annotations JSON {annotations: [{question_id, answers: [{answer, answer_id}], ...}]}
+- GQA: questions JSON {qid: {imageId, question, answer, types, isBalanced, ...}} (or LLaVA's JSONL)
+- POPE: JSONL or JSON array {question_id, image, text, label[, category]}, a folder of the category
+  files, or LLaVA's question file with the category files as labels
 - MMBench-style TSV (VLMEvalKit): index, question, hint, A..D, answer, category, image (base64; a
   cell of <= 64 characters names another row's index, which is how circular copies share images)
-- LLaVA-Bench: questions.jsonl {question_id, image, text, category}, context.jsonl {image, caption},
-  answers (reference) JSONL {question_id, text}
+- LLaVA-Bench: questions.jsonl {question_id, image, text, category}, context.jsonl {image, caption}
+  (COCO: {image, captions, instances}), answers (reference) JSONL {question_id, text}
 
 Benchmarks whose licences forbid redistribution are read from the user's paths; nothing is shipped.
 Every error names the file, the line (or row / key) and the field.
@@ -20,212 +23,34 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+from xllava.eval.bench_files import (
+    CHOICE_PROMPT,
+    IMAGE_EXTENSIONS,
+    SHORT_ANSWER_PROMPT,
+    field_value,
+    image_at,
+    image_index,
+    load_llava_questions,
+    question_lang,
+    read_json,
+    read_jsonl_rows,
+    read_records,
+    with_post_prompt,
+)
 from xllava.eval.items import BenchmarkFormatError, EvalItem
-from xllava.eval.language import NEUTRAL, detect_language
+from xllava.eval.loaders_pope import load_pope, pope_category
+from xllava.eval.loaders_vqa import load_gqa, load_vqav2
 
-# The LLaVA-1.5 post-prompts, and our Korean / Chinese renderings of them.
-SHORT_ANSWER_PROMPT = {
-    "en": "Answer the question using a single word or phrase.",
-    "ko": "단어나 짧은 구로 답하세요.",
-    "zh": "请用一个词或短语回答。",
-}
-# MMBench: LLaVA's English and Chinese post-prompts; the Korean one is K-MMBench's (lmms-eval).
-CHOICE_PROMPT = {
-    "en": "Answer with the option's letter from the given choices directly.",
-    "ko": "주어진 선택지 중 해당 옵션의 문자로 바로 답하세요.",
-    "zh": "请直接回答选项字母。",
-}
-IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg", ".webp")
+__all__ = [
+    "CHOICE_PROMPT", "CIRCULAR_STRIDE", "IMAGE_EXTENSIONS", "SHORT_ANSWER_PROMPT", "image_index", "load_gqa",
+    "load_llava_bench", "load_llava_questions", "load_mmbench_tsv", "load_pope", "load_vqav2", "mcq_prompt",
+    "pope_category", "read_json", "read_jsonl_rows", "read_records", "with_post_prompt",
+]
+
 CIRCULAR_STRIDE = 1_000_000  # MMBench: rotated copy k of row i has index i + k * 1e6
-
-
-def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a bad line is an error naming it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such benchmark file")
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise BenchmarkFormatError(path, number, None, f"not JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise BenchmarkFormatError(path, number, None, "each line must be a JSON object")
-            yield number, row
-
-
-def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such benchmark file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise BenchmarkFormatError(path, f"line {err.lineno}", None, f"not JSON ({err.msg})") from None
-
-
-def _field(row: dict, name: str, path: Path, where: int | str, kind: type | tuple = str) -> object:
-    if name not in row or row[name] is None:
-        raise BenchmarkFormatError(path, where, name, "missing")
-    value = row[name]
-    if not isinstance(value, kind) or (isinstance(value, str) and not value.strip() and kind is str):
-        raise BenchmarkFormatError(path, where, name, f"expected a non-empty {getattr(kind, '__name__', kind)}")
-    return value
-
-
-def _image(folder: Path, name: str, path: Path, where: int | str, field_name: str = "image") -> Path:
-    image = folder / name
-    if not image.is_file():
-        raise BenchmarkFormatError(path, where, field_name, f"image {image} does not exist")
-    return image
-
-
-def _find_image(folder: Path, stem: str, path: Path, where: str, field_name: str) -> Path:
-    for ext in ("", *IMAGE_EXTENSIONS):
-        if (folder / f"{stem}{ext}").is_file():
-            return folder / f"{stem}{ext}"
-    raise BenchmarkFormatError(path, where, field_name, f"no image {stem}.* in {folder}")
-
-
-def _lang(explicit: str | None, row_lang: object, text: str) -> str:
-    if explicit:
-        return explicit
-    if isinstance(row_lang, str) and row_lang:
-        return row_lang
-    found = detect_language(text)
-    return "en" if found == NEUTRAL else found
-
-
-def with_post_prompt(question: str, post_prompt: str | None) -> str:
-    return f"{question}\n{post_prompt}" if post_prompt else question
-
-
-# ---------------------------------------------------------------- LLaVA question JSONL
-
-
-def load_llava_questions(questions: Path, image_folder: Path, lang: str | None = None,
-                         post_prompt: str | None = None) -> list[EvalItem]:
-    """LLaVA eval-style questions; `text` is the prompt as given (it usually carries its post-prompt).
-    Gold answers, when present, come from `answer` (one) or `answers` (a list)."""
-    items = []
-    for number, row in read_jsonl_rows(questions):
-        qid = _field(row, "question_id", questions, number, (str, int))
-        text = str(_field(row, "text", questions, number))
-        image = _image(image_folder, str(_field(row, "image", questions, number)), questions, number)
-        if "answers" in row:
-            answers = row["answers"]
-            if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-                raise BenchmarkFormatError(questions, number, "answers", "expected a list of strings")
-        elif "answer" in row:
-            answers = [str(_field(row, "answer", questions, number, (str, int)))]
-        else:
-            answers = []
-        items.append(EvalItem(
-            question_id=str(qid), image=image, question=text, prompt=with_post_prompt(text, post_prompt),
-            lang=_lang(lang, row.get("lang"), text), answers=answers, category=str(row.get("category", "")),
-            extra={k: row[k] for k in ("scene_id", "query") if k in row},
-        ))
-    return items
-
-
-# ---------------------------------------------------------------- VQAv2
-
-
-def load_vqav2(questions: Path, annotations: Path | None, image_folder: Path, lang: str | None = None,
-               post_prompt: str | None = "default") -> list[EvalItem]:
-    """VQAv2 question (and, for scored splits, annotation) JSON. Images are `{image_id}.*` in the
-    folder, or COCO's `COCO_{data_subtype}_{image_id:012d}.jpg` for integer ids."""
-    data = _read_json(questions)
-    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise BenchmarkFormatError(questions, None, "questions", "expected an object with a 'questions' list")
-    subtype = str(data.get("data_subtype", ""))
-    gold: dict[str, dict] = {}
-    if annotations is not None:
-        ann = _read_json(annotations)
-        if not isinstance(ann, dict) or not isinstance(ann.get("annotations"), list):
-            raise BenchmarkFormatError(annotations, None, "annotations", "expected an 'annotations' list")
-        for i, a in enumerate(ann["annotations"]):
-            where = f"annotations[{i}]"
-            qid = _field(a, "question_id", annotations, where, (str, int))
-            answers = _field(a, "answers", annotations, where, list)
-            for j, ans in enumerate(answers):
-                if not isinstance(ans, dict) or not isinstance(ans.get("answer"), str):
-                    raise BenchmarkFormatError(annotations, f"{where}.answers[{j}]", "answer", "missing")
-            gold[str(qid)] = a
-    items = []
-    for i, q in enumerate(data["questions"]):
-        where = f"questions[{i}]"
-        qid = str(_field(q, "question_id", questions, where, (str, int)))
-        text = str(_field(q, "question", questions, where))
-        image_id = _field(q, "image_id", questions, where, (str, int))
-        if isinstance(image_id, int) and not any(image_folder.glob(f"{image_id}.*")):
-            image = _image(image_folder, f"COCO_{subtype}_{image_id:012d}.jpg", questions, where, "image_id")
-        else:
-            image = _find_image(image_folder, str(image_id), questions, where, "image_id")
-        language = _lang(lang, q.get("lang"), text)
-        prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
-        answers: list[str] = []
-        category = ""
-        if annotations is not None:
-            if qid not in gold:
-                raise BenchmarkFormatError(annotations, None, "question_id", f"no annotation for question {qid}")
-            answers = [a["answer"] for a in gold[qid]["answers"]]
-            category = str(gold[qid].get("answer_type", ""))
-        items.append(EvalItem(qid, image, text, with_post_prompt(text, prompt), language, answers, category,
-                              {"image_id": image_id}))
-    return items
-
-
-# ---------------------------------------------------------------- GQA
-
-
-def load_gqa(questions: Path, image_folder: Path, lang: str | None = None,
-             post_prompt: str | None = "default") -> list[EvalItem]:
-    """GQA question JSON: an object keyed by question id; images are `{imageId}.jpg` (or any extension)."""
-    data = _read_json(questions)
-    if not isinstance(data, dict):
-        raise BenchmarkFormatError(questions, None, None, "expected an object keyed by question id")
-    items = []
-    for qid, q in data.items():
-        where = f"question {qid}"
-        if not isinstance(q, dict):
-            raise BenchmarkFormatError(questions, where, None, "expected an object")
-        text = str(_field(q, "question", questions, where))
-        image = _find_image(image_folder, str(_field(q, "imageId", questions, where)), questions, where, "imageId")
-        language = _lang(lang, q.get("lang"), text)
-        prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
-        answers = [str(q["answer"])] if "answer" in q else []
-        types = q.get("types") if isinstance(q.get("types"), dict) else {}
-        items.append(EvalItem(str(qid), image, text, with_post_prompt(text, prompt), language, answers,
-                              str(types.get("detailed") or types.get("structural") or "")))
-    return items
-
-
-# ---------------------------------------------------------------- POPE
-
-
-def load_pope(questions: Path, image_folder: Path, lang: str | None = None,
-              post_prompt: str | None = "default") -> list[EvalItem]:
-    """POPE JSONL: {question_id, image, text, label: yes|no[, category: random|popular|adversarial]}."""
-    items = []
-    for number, row in read_jsonl_rows(questions):
-        qid = str(_field(row, "question_id", questions, number, (str, int)))
-        text = str(_field(row, "text", questions, number))
-        image = _image(image_folder, str(_field(row, "image", questions, number)), questions, number)
-        label = str(_field(row, "label", questions, number)).strip().lower()
-        if label not in ("yes", "no"):
-            raise BenchmarkFormatError(questions, number, "label", f"expected 'yes' or 'no', got {label!r}")
-        language = _lang(lang, row.get("lang"), text)
-        prompt = SHORT_ANSWER_PROMPT.get(language) if post_prompt == "default" else post_prompt
-        items.append(EvalItem(qid, image, text, with_post_prompt(text, prompt), language, [label],
-                              str(row.get("category", "pope"))))
-    return items
 
 
 # ---------------------------------------------------------------- MMBench-style TSV
@@ -302,11 +127,11 @@ def load_mmbench_tsv(tsv: Path, image_cache: Path, lang: str | None = None,
                 cell, source = _cell(by_index[cell], "image"), cell
             image = _decode_image(cell, image_cache / source, tsv, where)
         else:
-            image = _image(tsv.parent, _cell(row, "image_path"), tsv, where, "image_path")
+            image = image_at(tsv.parent, _cell(row, "image_path"), tsv, where, "image_path")
         answer = _cell(row, "answer")
         if answer and answer not in options:
             raise BenchmarkFormatError(tsv, where, "answer", f"{answer!r} is not one of the options {list(options)}")
-        language = _lang(lang, _cell(row, "lang"), question)
+        language = question_lang(lang, _cell(row, "lang"), question)
         hint = _cell(row, "hint")
         items.append(EvalItem(
             question_id=index, image=image, question=question,
@@ -320,28 +145,57 @@ def load_mmbench_tsv(tsv: Path, image_cache: Path, lang: str | None = None,
 # ---------------------------------------------------------------- LLaVA-Bench
 
 
+def _llava_bench_context(row: dict, path: Path, where: int | str) -> tuple[str, str]:
+    """(context text, variant) of one context row: in-the-wild's `caption` (a string, or a list of
+    lines) or COCO's `captions` list and `instances` [{category, bbox}], laid out as LLaVA's review
+    scripts lay them out (captions one per line; a blank line; `category: [x1, y1, x2, y2]` per object)."""
+    if "captions" in row:
+        captions = row["captions"]
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise BenchmarkFormatError(path, where, "captions", "expected a list of strings")
+        instances = row.get("instances", [])
+        if not isinstance(instances, list):
+            raise BenchmarkFormatError(path, where, "instances", "expected a list")
+        boxes = []
+        for k, inst in enumerate(instances):
+            if not isinstance(inst, dict) or "category" not in inst or "bbox" not in inst:
+                raise BenchmarkFormatError(path, where, f"instances[{k}]", "expected {category, bbox}")
+            boxes.append(f"{inst['category']}: {inst['bbox']}")
+        return "\n".join(captions) + "\n\n" + "\n".join(boxes), "coco"
+    caption = row.get("caption")
+    if isinstance(caption, list) and all(isinstance(c, str) for c in caption):
+        return "\n".join(caption), "in_the_wild"
+    if not isinstance(caption, str) or not caption.strip():
+        raise BenchmarkFormatError(path, where, "caption", "missing (or `captions` for the COCO variant)")
+    return caption, "in_the_wild"
+
+
 def load_llava_bench(questions: Path, context: Path, references: Path, image_folder: Path,
                      lang: str | None = None) -> list[EvalItem]:
-    """LLaVA-Bench (in-the-wild) layout: questions, per-image context captions, reference answers."""
-    captions: dict[str, str] = {}
-    for number, row in read_jsonl_rows(context):
-        captions[str(_field(row, "image", context, number))] = str(_field(row, "caption", context, number))
+    """LLaVA-Bench: questions {question_id, image, text, category}, per-image context, reference
+    answers {question_id, text}. In-the-wild (questions.jsonl, context.jsonl with `caption`,
+    answers_gpt4.jsonl, images/) and COCO (qa90_questions.jsonl, caps_boxes_coco2014_val_80.jsonl with
+    `captions` and `instances`, qa90_gpt4_answer.jsonl, COCO val2014 images)."""
+    contexts: dict[str, tuple[str, str]] = {}
+    for where, row in read_records(context):
+        contexts[str(field_value(row, "image", context, where))] = _llava_bench_context(row, context, where)
     refs: dict[str, str] = {}
-    for number, row in read_jsonl_rows(references):
-        refs[str(_field(row, "question_id", references, number, (str, int)))] = str(
-            _field(row, "text", references, number))
+    for where, row in read_records(references):
+        refs[str(field_value(row, "question_id", references, where, (str, int)))] = str(
+            field_value(row, "text", references, where))
     items = []
-    for number, row in read_jsonl_rows(questions):
-        qid = str(_field(row, "question_id", questions, number, (str, int)))
-        name = str(_field(row, "image", questions, number))
-        text = str(_field(row, "text", questions, number))
-        if name not in captions:
+    for number, row in read_records(questions):
+        qid = str(field_value(row, "question_id", questions, number, (str, int)))
+        name = str(field_value(row, "image", questions, number))
+        text = str(field_value(row, "text", questions, number))
+        if name not in contexts:
             raise BenchmarkFormatError(questions, number, "image", f"{name!r} has no caption in {context}")
         if qid not in refs:
             raise BenchmarkFormatError(questions, number, "question_id", f"{qid} has no reference answer in {references}")
+        ctx, variant = contexts[name]
         items.append(EvalItem(
-            question_id=qid, image=_image(image_folder, name, questions, number), question=text, prompt=text,
-            lang=_lang(lang, row.get("lang"), text), answers=[], category=str(row.get("category", "all")),
-            extra={"context": captions[name], "reference": refs[qid]},
+            question_id=qid, image=image_at(image_folder, name, questions, number), question=text, prompt=text,
+            lang=question_lang(lang, row.get("lang"), text), answers=[], category=str(row.get("category", "all")),
+            extra={"context": ctx, "reference": refs[qid], "variant": variant},
         ))
     return items

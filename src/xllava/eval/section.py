@@ -107,13 +107,24 @@ def _headline_table(scores: dict, langs: list[str]) -> list[str]:
     columns = [(lang, b) for lang in langs for b in names]
     head = "| model | " + " | ".join(f"{lang}: {_title(scores, b)}" for lang, b in columns) + " |"
     lines = [head, "|---" * (1 + len(columns)) + "|"]
-    ours = [_pct(scores["benchmarks"][b].get(lang, {}).get("score")) for lang, b in columns]
+    ours = [_score_cell(scores["benchmarks"][b].get(lang, {})) for lang, b in columns]
     lines.append(f"| **{scores.get('model_name', 'model')}** (ours) | " + " | ".join(ours) + " |")
     paper = [PAPER_TABLE3.get(scores["benchmarks"][b].get(lang, {}).get("dataset", "")) for lang, b in columns]
     if any(v is not None for v in paper):
         lines.append("| X-LLaVA (paper, Table 3) | " + " | ".join("–" if v is None else f"{v:.1f}" for v in paper)
                      + " |")
     return lines
+
+
+def _score_cell(result: dict) -> str:
+    """The score in the mode the recipe chose (official by default), and the other mode's beside it
+    in brackets where the two differ."""
+    text = _pct(result.get("score"))
+    shown = result.get("mode", "official")
+    for mode, other in result.get("modes", {}).items():
+        if mode != shown and _pct(other.get("score")) != text:
+            text += f" ({mode[:3]}. {_pct(other.get('score'))})"
+    return text
 
 
 def _protocols(scores: dict, langs: list[str]) -> list[str]:
@@ -123,7 +134,9 @@ def _protocols(scores: dict, langs: list[str]) -> list[str]:
         per = scores["benchmarks"].get(b)
         if not per:
             continue
-        protocols = {lang: per[lang]["protocol"] for lang in langs if lang in per}
+        protocols = {lang: per[lang]["protocol"] + "".join(
+            f"; beside it, {m['protocol']}" for mode, m in per[lang].get("modes", {}).items()
+            if mode != per[lang].get("mode", "official")) for lang in langs if lang in per}
         if len(set(protocols.values())) == 1:
             lines.append(f"- **{title}** ({metric}): {next(iter(protocols.values()))}.")
         else:
@@ -180,7 +193,9 @@ def _details(scores: dict, langs: list[str]) -> list[str]:
         lines += ["", f"Judge `{first['judge_model']}`, prompt versions "
                   + ", ".join(f"`{bench['llava_bench'][lang]['prompt_version']}`" for lang in langs
                               if lang in bench["llava_bench"])
-                  + ". Failed judgements are counted above and left out of every score.", ""]
+                  + ". Failed judge calls are counted above and left out of every score"
+                  + (" (official mode: an unparsed reply counts as -1, -1 as in the published script)."
+                     if any(r.get("mode") == "official" for r in bench["llava_bench"].values()) else "."), ""]
     return lines
 
 
@@ -240,7 +255,10 @@ def render_eval_section(scores: dict, out_dir: Path, heading: str = "##") -> str
     if scores.get("dataset"):
         lines += [f"Data: {scores['dataset']}, written in each public benchmark format and read back through "
                   "its loader. Scores x100; greedy decoding through the model's chat template.", ""]
-    lines += [*_headline_table(scores, langs), ""]
+    lines += [*_headline_table(scores, langs), "",
+              "Scores in the official mode (what each benchmark's own scoring code computes) unless the recipe "
+              "chose `extended`; the other mode (`ext.`: xllava's multilingual reading) in brackets where it "
+              "differs.", ""]
     if not any(r.get("dataset") in PAPER_TABLE3 for per in scores["benchmarks"].values() for r in per.values()):
         published = ", ".join(f"{k} {v}" for k, v in PAPER_TABLE3.items())
         lines += ["The paper's published X-LLaVA numbers (Table 3: " + published + ") are on the public "

@@ -34,6 +34,7 @@ from xllava.eval.loaders import (
 )
 from xllava.eval.mmbench import score_mmbench
 from xllava.eval.scorers import score_contains, score_exact_ko, score_gqa, score_pope, score_vqav2
+from xllava.eval.submission import write_submission
 from xllava.eval.suite_config import BenchmarkSpec, EvalConfig
 
 LLAVA_SHORT_PROMPT = "Answer the question using a single word or phrase."
@@ -88,7 +89,10 @@ def post_prompt(spec: BenchmarkSpec, lang: str | None) -> str | None:
 def load_items(spec: BenchmarkSpec, lang: str | None, paths: dict[str, Path], out_dir: Path) -> list[EvalItem]:
     """Read one benchmark's files through its public-format loader."""
     questions = paths["questions"]
-    images = paths.get("images", questions.parent)
+    default_images = questions.parent
+    if spec.format == "llava_bench" and (questions.parent / "images").is_dir():
+        default_images = questions.parent / "images"  # the published folder keeps them there
+    images = paths.get("images", default_images)
     post = post_prompt(spec, lang)
     kwargs = {} if post == "default" else {"post_prompt": post}
     if spec.format == "llava":
@@ -96,9 +100,9 @@ def load_items(spec: BenchmarkSpec, lang: str | None, paths: dict[str, Path], ou
     if spec.format == "vqav2":
         return load_vqav2(questions, paths.get("annotations"), images, lang, **kwargs)
     if spec.format == "gqa":
-        return load_gqa(questions, images, lang, **kwargs)
+        return load_gqa(questions, images, lang, annotations=paths.get("annotations"), **kwargs)
     if spec.format == "pope":
-        return load_pope(questions, images, lang, **kwargs)
+        return load_pope(questions, images, lang, annotations=paths.get("annotations"), **kwargs)
     if spec.format == "mmbench":
         return load_mmbench_tsv(questions, out_dir / "images" / f"{spec.key}-{lang or 'all'}", lang, **kwargs)
     return load_llava_bench(questions, paths["context"], paths["references"], images, lang)
@@ -112,32 +116,24 @@ def score_exact_match(pairs: list[tuple[EvalItem, str]]) -> dict:
             "language_rate": language_rate((it.lang, answer) for it, answer in pairs)}
 
 
+MODE_SCORERS = {"vqav2": score_vqav2, "gqa": score_gqa, "pope": score_pope, "mmbench": score_mmbench}
+
+
+def _brief(result: dict) -> dict:
+    return {k: result[k] for k in ("score", "protocol", "per_type") if k in result}
+
+
 def score_benchmark(spec: BenchmarkSpec, lang: str, pairs: list[tuple[EvalItem, str]]) -> dict:
+    """The benchmark's score in the mode the spec names (official unless `extended`), with both modes'
+    headline figures under `modes` so the report can show them side by side."""
     if spec.format == "llava":
         if spec.scoring == "exact_match":
             return score_exact_match(pairs)
         return score_exact_ko(pairs) if lang == "ko" else score_contains(pairs)  # the paper's rule
-    return {"vqav2": score_vqav2, "gqa": score_gqa, "pope": score_pope, "mmbench": score_mmbench}[spec.format](pairs)
-
-
-def write_submission(spec: BenchmarkSpec, lang: str, items: list[EvalItem], answers: dict[str, str],
-                     out_dir: Path) -> dict:
-    """Answers of a split without gold answers, in the file its evaluation server takes (VQAv2: EvalAI's
-    [{question_id, answer}]; GQA: [{questionId, prediction}]; others: [{question_id, text}])."""
-    def qid(it: EvalItem) -> int | str:
-        return int(it.question_id) if it.question_id.isdigit() else it.question_id
-
-    if spec.format == "vqav2":
-        rows = [{"question_id": qid(it), "answer": answers[it.question_id]} for it in items]
-    elif spec.format == "gqa":
-        rows = [{"questionId": it.question_id, "prediction": answers[it.question_id]} for it in items]
-    else:
-        rows = [{"question_id": it.question_id, "text": answers[it.question_id]} for it in items]
-    path = out_dir / "submissions" / f"{spec.key}_{lang}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    return {"score": None, "n": len(items), "metric": "submission", "submission": str(path),
-            "protocol": f"no gold answers in the files: predictions written to {path} for the benchmark's server"}
+    scorer = MODE_SCORERS[spec.format]
+    official, extended = scorer(pairs, "official"), scorer(pairs, "extended")
+    shown = extended if spec.scoring == "extended" else official
+    return {**shown, "modes": {"official": _brief(official), "extended": _brief(extended)}}
 
 
 class _Generator:
@@ -198,11 +194,12 @@ def run_eval_stage(cfg: EvalConfig, model_dir: Path, run_dir: Path, out_dir: Pat
             answers = candidate.answers(items, f"{spec.key}_{lang}", tokens)
             if long:
                 assert client is not None
+                mode = "extended" if spec.scoring == "extended" else "official"
                 score = J.review(items, answers, client, judge_cfg,
-                                 out_dir / "judgements" / f"{spec.key}_{lang}.jsonl", lang)
+                                 out_dir / "judgements" / f"{spec.key}_{lang}_{mode}.jsonl", lang, mode)
                 score["language_rate"] = language_rate((it.lang, answers[it.question_id]) for it in items)
             elif not any(it.answers for it in items):  # a test split: no gold answers to score against
-                score = write_submission(spec, lang, items, answers, out_dir)
+                score = write_submission(spec, lang, items, answers, out_dir, run_dir)
             else:
                 score = score_benchmark(spec, lang, [(it, answers[it.question_id]) for it in items])
             results["benchmarks"][spec.key][lang] = {**score, "dataset": spec.dataset}

@@ -38,15 +38,22 @@ class BenchmarkSpec(_Strict):
     name: str | None = None  # key of its scores (default: the format); unique within the stage
     languages: list[str] | None = None  # None: one file, each question's language detected
     images: str | None = None  # image folder (default: the questions file's folder; MMBench: inline)
-    annotations: str | None = None  # VQAv2 annotations (None: no scores, the EvalAI submission only)
+    # VQAv2 annotations (None: no scores, the EvalAI submission only); GQA: the questions JSON holding
+    # the answers of a LLaVA-style question JSONL; POPE: the folder of coco_pope_{category}.json labels
+    # of LLaVA's question file
+    annotations: str | None = None
+    # VQAv2 test-dev: the full test2015 question file, so the EvalAI submission lists every question
+    submission_questions: str | None = None
     context: str | None = None  # LLaVA-Bench context JSONL
     references: str | None = None  # LLaVA-Bench reference answers JSONL
     # the published dataset, e.g. vqav2-testdev, gqa-testdev-balanced, pope, llava-bench-in-the-wild,
     # bvqa-ko: the report places the paper's number beside a known one
     dataset: str | None = None
-    # llava format only: `official` is the paper's rule (Korean exact match, English containment);
-    # `exact_match` scores each category apart, with its majority baseline, and averages them
-    scoring: Literal["official", "exact_match"] = "official"
+    # which mode's number is the score: `official` (what the benchmark's own code computes; for the
+    # llava format the paper's rule, Korean exact match and English containment) or `extended`
+    # (xllava's multilingual reading); both are kept under `modes`. llava format only: `exact_match`
+    # scores each category apart, with its majority baseline, and averages them
+    scoring: Literal["official", "extended", "exact_match"] = "official"
     # text appended to each question: `default` (the format's own: LLaVA-1.5's for VQAv2/GQA/POPE,
     # none for llava), `short_answer` (the instruction of the short-answer training data), `llava`
     # ("Answer the question using a single word or phrase."), `none`, or any other text

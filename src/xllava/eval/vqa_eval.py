@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import re
 
-PROTOCOL = (
-    "VQAv2 accuracy: prediction through EvalAI answer processing (lower case, punctuation, number words "
-    "to digits, articles dropped, contractions restored); annotator answers through punctuation and "
-    "digit/article processing; min(#matches/3, 1) averaged over the 10 leave-one-annotator-out subsets"
+OFFICIAL_PROTOCOL = (
+    "official: VQAv2 accuracy as the official evaluator (vqaEval.py) scores LLaVA-1.5's submission: "
+    "prediction through EvalAI answer processing; annotator answers (and the prediction once more) "
+    "through punctuation and digit/article processing only when the annotators disagree, otherwise the "
+    "raw answers compared; min(#matches/3, 1) averaged over the 10 leave-one-annotator-out subsets"
 )
+EXTENDED_PROTOCOL = (
+    "extended: VQAv2 accuracy with the annotators' answers always processed (lmms-eval's variant), "
+    "prediction through EvalAI answer processing; same leave-one-annotator-out soft score"
+)
+PROTOCOL = OFFICIAL_PROTOCOL
 
 _CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
@@ -96,12 +102,36 @@ def process_gold(text: str) -> str:
     return process_digit_article(process_punctuation(text.replace("\n", " ").replace("\t", " ").strip()))
 
 
-def vqa_accuracy(prediction: str, answers: list[str]) -> float:
-    """Soft accuracy of one prediction against the annotators' answers (10 in VQAv2)."""
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def official_accuracy(submitted: str, answers: list[str]) -> float:
+    """The official evaluator's score of one *submitted* answer (already through the EvalAI processor,
+    as LLaVA writes its submission). Processing happens only when the annotators disagree: when all
+    give the same string, the submitted answer must equal it as written (so "Yes" never matches an
+    all-"yes" question, and "2" never matches an all-"two" one)."""
     if not answers:
         raise ValueError("VQA accuracy needs the annotators' answers")
-    pred = process_prediction(prediction)
-    gold = [process_gold(a) for a in answers]
+    pred = _clean(submitted)
+    gold = [_clean(a) for a in answers]
+    if len(set(gold)) > 1:
+        gold = [process_digit_article(process_punctuation(g)) for g in gold]
+        pred = process_digit_article(process_punctuation(pred))
+    return _leave_one_out(pred, gold)
+
+
+def vqa_accuracy(prediction: str, answers: list[str], mode: str = "official") -> float:
+    """Soft accuracy of one model output against the annotators' answers (10 in VQAv2): `official`
+    (the output as LLaVA submits it, scored by the official evaluator) or `extended`."""
+    if mode == "official":
+        return official_accuracy(process_prediction(prediction), answers)
+    if not answers:
+        raise ValueError("VQA accuracy needs the annotators' answers")
+    return _leave_one_out(process_prediction(prediction), [process_gold(a) for a in answers])
+
+
+def _leave_one_out(pred: str, gold: list[str]) -> float:
     values = []
     for drop in range(len(gold)):
         matches = sum(1 for i, g in enumerate(gold) if i != drop and g == pred)
