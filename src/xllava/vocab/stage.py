@@ -128,6 +128,31 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
     }
 
 
+class ExpansionError(ValueError):
+    """The expanded tokenizer loses text or has dead tokens: the stage fails instead of reporting it."""
+
+
+def check_expansion(base: Tokenizer, expanded: Tokenizer, heldout: dict[str, list[str]], figures: dict) -> None:
+    """Every held-out text the base tokenizer gives back exactly must come back exactly from the
+    expanded one; the edge cases must round-trip; no added token may be unreachable."""
+    problems = []
+    for lang, texts in heldout.items():
+        b = base.encode_batch(list(texts), add_special_tokens=False)
+        e = expanded.encode_batch(list(texts), add_special_tokens=False)
+        lost = [t for t, be, ee in zip(texts, b, e, strict=True)
+                if base.decode(be.ids, skip_special_tokens=True) == t
+                and expanded.decode(ee.ids, skip_special_tokens=True) != t]
+        if lost:
+            problems.append(f"{len(lost)} held-out {lang} texts no longer round-trip (e.g. {lost[0][:80]!r})")
+    if figures["roundtrip_failures"]:
+        problems.append(f"edge cases that do not round-trip: {figures['roundtrip_failures'][:3]}")
+    if figures["unreachable"]:
+        problems.append(f"{figures['unreachable']} added tokens are never produced "
+                        f"(e.g. {figures['unreachable_examples'][:3]})")
+    if problems:
+        raise ExpansionError("vocabulary expansion failed its checks: " + "; ".join(problems))
+
+
 def compare_dirs(base_dir: Path, expanded_dir: Path, heldout: dict[str, list[str]]) -> dict:
     """Figures for two tokenizer directories, e.g. an expansion made elsewhere: every id past the
     base vocabulary counts as added."""
@@ -152,7 +177,7 @@ def run_vocab_stage(cfg: VocabConfig, llm_dir: Path, out_dir: Path, root: Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     train, heldout = corpus_texts(cfg, root)
     pieces = target_pieces(cfg, train, out_dir, root)
-    exp = expand_tokenizer(llm_dir, pieces, cfg.max_added)
+    exp = expand_tokenizer(llm_dir, pieces, cfg.max_added, cfg.script_pattern())
     model_dir = out_dir / "model"
     embedding_info: dict = {}
     with atomic_directory(model_dir) as tmp:
@@ -165,6 +190,7 @@ def run_vocab_stage(cfg: VocabConfig, llm_dir: Path, out_dir: Path, root: Path |
     write_added_tsv(exp.added, out_dir / "added_tokens.tsv")
     base = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
     figures = report_tokenizers(base, exp.tokenizer, exp.added, exp.bytelevel, heldout, model_dir)
+    check_expansion(base, exp.tokenizer, heldout, figures)
     if exp.spm_model is not None:
         figures["unreachable_sentencepiece"] = len(unreachable_pieces(exp.spm_model, exp.added))
     figures.update({
