@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from tests.real_tokenizers import real_tokenizer_dir
 from xllava.config import LLMConfig, VisionConfig
 from xllava.model.families import FAMILIES, FamilyMismatch, check_tokenizer, get_family
 from xllava.model.towers import get_tower
 from xllava.train.data import Sample
 from xllava.train.labels import encode_samples
-from tests.real_tokenizers import real_tokenizer_dir
 
 SYSTEM = "당신은 친절한 도우미입니다. You answer briefly."
 TURNS = [

@@ -20,7 +20,7 @@ from transformers import (
 
 from xllava.config import ModelConfig, VisionConfig
 from xllava.io import atomic_directory
-from xllava.model.families import IMAGE_TOKEN, get_family
+from xllava.model.families import IMAGE_TOKEN, check_tokenizer, get_family
 from xllava.model.towers import READOUT_FILE, load_tower, num_image_tokens
 
 
@@ -35,6 +35,7 @@ class Assembled:
 def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
     family = get_family(cfg.llm.family)
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    check_tokenizer(family, tokenizer.get_vocab(), str(llm_dir))
     llm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)
 
     tokenizer.add_special_tokens(
