@@ -21,7 +21,7 @@ from xllava.vocab.stage import ExpansionError, check_expansion, run_vocab_stage
 
 KINDS = {"llama3": "bytelevel", "qwen3": "bytelevel", "deepseek_v3": "bytelevel", "gemma3": "sentencepiece_json",
          "mistral": "sentencepiece_json"}
-CFG = VocabConfig(n_pieces=2000, eval_limit=200)
+CFG = VocabConfig(n_pieces=1500, eval_limit=100)
 
 
 @pytest.fixture(scope="module", params=sorted(KINDS))
@@ -37,8 +37,8 @@ def test_expansion_on_real_tokenizer(expanded) -> None:
     assert json.loads((model_dir / "xllava_vocab.json").read_text())["family"] == KINDS[key]
     base_json = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
     new_json = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    check_ids_kept(base_json, new_json)
     base, new = Tokenizer.from_file(str(base_dir / "tokenizer.json")), Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    assert all(new.token_to_id(t) == i for t, i in base.get_vocab(with_added_tokens=True).items())
     auto = AutoTokenizer.from_pretrained(model_dir)
     # every base token, added and reserved special tokens included, keeps its id through plain transformers
     base_vocab = base.get_vocab(with_added_tokens=True)

@@ -55,10 +55,12 @@ def partial_token_mask(tok: Tokenizer, bytelevel: bool) -> list[bool]:
     return mask
 
 
-def measure(tok: Tokenizer, texts: Sequence[str], lang: str, bytelevel: bool) -> dict:
-    """Coverage figures of one tokenizer on one language's texts (special tokens excluded)."""
+def measure(tok: Tokenizer, texts: Sequence[str], lang: str, bytelevel: bool,
+            partial: list[bool] | None = None) -> dict:
+    """Coverage figures of one tokenizer on one language's texts (special tokens excluded);
+    `partial` is partial_token_mask(tok, bytelevel) when the caller has it already."""
     encodings = tok.encode_batch(list(texts), add_special_tokens=False)
-    partial = partial_token_mask(tok, bytelevel)
+    partial = partial if partial is not None else partial_token_mask(tok, bytelevel)
     n_tokens = n_partial = n_words = n_continued = n_chars = n_exact = 0
     script = re.compile(SCRIPT_CHARS[lang]) if lang in SCRIPT_CHARS else None
     n_script = 0

@@ -31,7 +31,7 @@ from xllava.vocab.expand import (
     write_added_tsv,
 )
 from xllava.vocab.learn import filter_pieces, learn_spm, pieces_of_model, read_pieces_file
-from xllava.vocab.metrics import measure, roundtrip_failures, unreachable
+from xllava.vocab.metrics import measure, partial_token_mask, roundtrip_failures, unreachable
 from xllava.vocab.spm import unreachable_pieces
 from xllava.vocab.table import plot_bars, render_markdown
 
@@ -101,9 +101,10 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
     """Base vs expanded figures on held-out text, the unreachable count and edge-case round trips
     (through the tokenizers library, and through plain AutoTokenizer on the saved directory)."""
     metrics: dict[str, dict] = {"base": {}, "expanded": {}}
+    masks = (partial_token_mask(base, bytelevel), partial_token_mask(expanded, bytelevel))
     for lang, texts in heldout.items():
-        metrics["base"][lang] = measure(base, texts, lang, bytelevel)
-        metrics["expanded"][lang] = measure(expanded, texts, lang, bytelevel)
+        metrics["base"][lang] = measure(base, texts, lang, bytelevel, masks[0])
+        metrics["expanded"][lang] = measure(expanded, texts, lang, bytelevel, masks[1])
     fails = roundtrip_failures(lambda x: expanded.encode(x, add_special_tokens=False).ids,
                                lambda ids: expanded.decode(ids, skip_special_tokens=True))
     if saved_dir is not None:
@@ -189,8 +190,9 @@ def run_vocab_stage(cfg: VocabConfig, llm_dir: Path, out_dir: Path, root: Path |
             "added": len(exp.added), "init": cfg.init, **embedding_info}, indent=1))
     write_added_tsv(exp.added, out_dir / "added_tokens.tsv")
     base = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
-    figures = report_tokenizers(base, exp.tokenizer, exp.added, exp.bytelevel, heldout, model_dir)
-    check_expansion(base, exp.tokenizer, heldout, figures)
+    expanded = exp.tokenizer
+    figures = report_tokenizers(base, expanded, exp.added, exp.bytelevel, heldout, model_dir)
+    check_expansion(base, expanded, heldout, figures)
     if exp.spm_model is not None:
         figures["unreachable_sentencepiece"] = len(unreachable_pieces(exp.spm_model, exp.added))
     figures.update({
