@@ -139,3 +139,31 @@ def test_tokenizer_of_another_family_fails_naming_missing_tokens() -> None:
     gemma = AutoTokenizer.from_pretrained(real_tokenizer_dir("gemma3")).get_vocab()
     with pytest.raises(FamilyMismatch, match=r"<\|im_start\|>"):
         check_tokenizer(get_family("qwen3"), gemma, "gemma3 dir")
+
+
+def test_families_command_prints_the_table() -> None:
+    from typer.testing import CliRunner
+
+    from xllava.cli import app
+
+    out = CliRunner().invoke(app, ["families"])
+    assert out.exit_code == 0, out.output
+    for family in FAMILIES.values():
+        row = next(line for line in out.output.splitlines() if line.startswith(f"| `{family.name}`"))
+        assert all(f"`{t}`" in row for t in family.stop_tokens)
+        assert (family.tested_tokenizer is None) == ("written-out format" in row)
+    assert "| `siglip` |" in out.output and "| `clip` |" in out.output
+
+
+@pytest.mark.parametrize(("shape", "tokens"), [("clip-vit-large-patch14-336", 576), ("siglip-so400m-patch14-384", 729)])
+def test_released_tower_shapes_give_their_image_token_counts(shape: str, tokens: int) -> None:
+    from xllava.model.towers import load_tower, num_image_tokens, shaped_vision_config
+
+    cfg = shaped_vision_config(shape, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    tower = load_tower(cfg)
+    assert num_image_tokens(tower.model.config, tower.spec) == tokens
+    assert cfg.feature_layer == -2 and tower.model.config.hidden_size == 32
+    with pytest.raises(ValueError, match="known: "):
+        shaped_vision_config("eva-clip")
+    with pytest.raises(ValueError, match="image_size"):
+        shaped_vision_config(shape, image_size=224)

@@ -42,6 +42,10 @@ def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
         {"additional_special_tokens": [AddedToken(IMAGE_TOKEN, special=True, normalized=False)]},
         replace_extra_special_tokens=False,
     )
+    if getattr(tokenizer, "image_token", None) not in (None, IMAGE_TOKEN):
+        # a tokenizer naming its own image token (Gemma-3: <image_soft_token>) would make LlavaProcessor
+        # expand that one, here and after reloading, instead of <image>
+        tokenizer.image_token = IMAGE_TOKEN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = family.pad_token if family.pad_token in tokenizer.get_vocab() else tokenizer.eos_token
     tokenizer.chat_template = family.chat_template
