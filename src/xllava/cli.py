@@ -127,6 +127,11 @@ from xllava.vocab.cli import app as _vocab_cli  # noqa: E402
 
 app.add_typer(_vocab_cli, name="vocab")
 
+# `xllava families`: the chat families and vision towers a recipe can name
+from xllava.model.families_cli import families_command  # noqa: E402
+
+app.command("families")(families_command)
+
 # scale-out: `xllava scale plan RECIPE` (typer only at import); torchrun/accelerate go through `run`/`train`
 from xllava.scale.cli import app as _scale_cli  # noqa: E402
 

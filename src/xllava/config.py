@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from xllava.datagen.config import DatagenConfig
 from xllava.eval.suite_config import EvalConfig
@@ -50,6 +50,14 @@ class LLMConfig(Strict):
     path: str | None = None  # HF causal-LM directory for source=hf
     family: str = "chatml"  # key of xllava.model.families.FAMILIES
     scratch: ScratchLLMConfig = ScratchLLMConfig()
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, name: str) -> str:
+        from xllava.model.families import get_family  # fails at recipe load, listing the known ones
+
+        get_family(name)
+        return name
 
     @model_validator(mode="after")
     def _path_needed(self) -> LLMConfig:

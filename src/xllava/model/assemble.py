@@ -20,7 +20,7 @@ from transformers import (
 
 from xllava.config import ModelConfig, VisionConfig
 from xllava.io import atomic_directory
-from xllava.model.families import IMAGE_TOKEN, get_family
+from xllava.model.families import IMAGE_TOKEN, check_tokenizer, get_family
 from xllava.model.towers import READOUT_FILE, load_tower, num_image_tokens
 
 
@@ -35,12 +35,17 @@ class Assembled:
 def assemble(cfg: ModelConfig, llm_dir: Path) -> Assembled:
     family = get_family(cfg.llm.family)
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    check_tokenizer(family, tokenizer.get_vocab(), str(llm_dir))
     llm = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)
 
     tokenizer.add_special_tokens(
         {"additional_special_tokens": [AddedToken(IMAGE_TOKEN, special=True, normalized=False)]},
         replace_extra_special_tokens=False,
     )
+    if getattr(tokenizer, "image_token", None) not in (None, IMAGE_TOKEN):
+        # a tokenizer naming its own image token (Gemma-3: <image_soft_token>) would make LlavaProcessor
+        # expand that one, here and after reloading, instead of <image>
+        tokenizer.image_token = IMAGE_TOKEN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = family.pad_token if family.pad_token in tokenizer.get_vocab() else tokenizer.eos_token
     tokenizer.chat_template = family.chat_template

@@ -24,7 +24,7 @@ from transformers import (
 
 from xllava.config import LLMConfig
 from xllava.io import atomic_directory, stamp_matches, write_stamp
-from xllava.model.families import get_family
+from xllava.model.families import check_tokenizer, get_family
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -51,6 +51,9 @@ def materialise_llm(cfg: LLMConfig, out_dir: Path, texts: Iterable[str] | None =
         path = Path(cfg.path or "")
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"model.llm.path {path} has no config.json (not a HF model directory)")
+        if (path / "tokenizer.json").exists():  # the named family's tokens must be there before any work
+            vocab = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab(with_added_tokens=True)
+            check_tokenizer(get_family(cfg.family), vocab, str(path / "tokenizer.json"))
         return path
     if cfg.source == "scratch" and texts is None:
         raise ValueError("a from-scratch LLM needs text to learn its tokenizer from")

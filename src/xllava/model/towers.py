@@ -114,3 +114,40 @@ def num_image_tokens(config: PretrainedConfig, spec: Tower) -> int:
     """Tokens one image occupies in the LLM sequence (what LlavaProcessor expands `<image>` to)."""
     patches = (config.image_size // config.patch_size) ** 2
     return patches + spec.additional_tokens - (1 if spec.select_strategy == "default" else 0)
+
+
+@dataclass(frozen=True)
+class TowerShape:
+    """The geometry of a released tower: what fixes the image-token count and where LLaVA reads."""
+
+    tower: str  # key of TOWERS
+    image_size: int
+    patch_size: int
+    feature_layer: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+
+
+# The towers LLaVA-style models are built on, by their hub names: CLIP ViT-L/14 at 336 px
+# (LLaVA-1.5: 576 image tokens, second-to-last layer) and SigLIP so400m/14 at 384 px (729 tokens).
+TOWER_SHAPES: dict[str, TowerShape] = {
+    "clip-vit-large-patch14-336": TowerShape("clip", 336, 14, -2, 1024, 4096, 24, 16),
+    "siglip-so400m-patch14-384": TowerShape("siglip", 384, 14, -2, 1152, 4304, 27, 16),
+}
+
+
+def shaped_vision_config(name: str, **smaller: int) -> VisionConfig:
+    """A VisionConfig with a released tower's image size, patch size and feature layer (so the
+    same image-token count), optionally narrower or shallower (`hidden_size=32, num_hidden_layers=3`)
+    for a random-weight stand-in."""
+    if name not in TOWER_SHAPES:
+        raise ValueError(f"unknown tower shape {name!r}; known: {sorted(TOWER_SHAPES)}")
+    shape = TOWER_SHAPES[name]
+    fields = {k: getattr(shape, k) for k in ("image_size", "patch_size", "feature_layer", "hidden_size",
+                                             "intermediate_size", "num_hidden_layers", "num_attention_heads")}
+    unknown = set(smaller) - {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"}
+    if unknown:
+        raise ValueError(f"only the width and depth of a tower shape can change, not {sorted(unknown)}")
+    return VisionConfig(tower=shape.tower, **{**fields, **smaller})

@@ -24,6 +24,7 @@ from functools import lru_cache
 
 from tokenizers import Tokenizer
 
+from xllava.vocab.ids import check_ids_kept, next_free_id, pin_added_tokens
 from xllava.vocab.learn import SPACE
 
 
@@ -125,7 +126,7 @@ class SpliceResult:
         return len(self.added)
 
 
-def _merges(model: dict) -> list[tuple[str, str]]:
+def merges_of(model: dict) -> list[tuple[str, str]]:
     # tokenizers >= 0.20 writes [a, b] pairs; older files "a b" strings
     return [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
 
@@ -138,8 +139,9 @@ def splice_bytelevel(tok_json: dict, pieces: list[str], max_added: int | None = 
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise ValueError("BPE models with subword prefixes/suffixes are not supported")
     base = Tokenizer.from_str(json.dumps(tok_json))
-    table = MergeTable(model["vocab"], _merges(model))
-    next_id = 1 + max([*table.vocab.values(), *(t["id"] for t in tok_json.get("added_tokens", []))])
+    pinned = pin_added_tokens(tok_json)  # added tokens keep their ids (xllava.vocab.ids)
+    table = MergeTable(pinned["model"]["vocab"], merges_of(model))
+    next_id = next_free_id(tok_json)
     added: list[Added] = []
     skipped = {"already_a_token": 0, "split_by_pre_tokenizer": 0}
     n_pieces = 0
@@ -169,4 +171,5 @@ def splice_bytelevel(tok_json: dict, pieces: list[str], max_added: int | None = 
     out = json.loads(json.dumps(tok_json))
     out["model"]["vocab"] = table.vocab
     out["model"]["merges"] = [list(m) for m in table.merges]
+    check_ids_kept(tok_json, out)
     return SpliceResult(out, added, skipped)

@@ -3,8 +3,12 @@
 The tokenizer family is read from the files, never guessed from a name:
 - `tokenizer.model` holding a SentencePiece BPE (Llama-2, Mistral, SOLAR): pieces go into the
   proto (xllava.vocab.spm) and tokenizer.json is regenerated from it;
-- otherwise a byte-level BPE `tokenizer.json` (SmolLM2, Llama-3, Qwen): pieces become merges
-  (xllava.vocab.bytelevel).
+- a byte-level BPE `tokenizer.json` (SmolLM2, Llama-3, Qwen, DeepSeek-V3): pieces become merges
+  (xllava.vocab.bytelevel);
+- a SentencePiece-style BPE `tokenizer.json` with byte fallback and no `tokenizer.model` (Gemma-3,
+  Mistral): characters plus merges (xllava.vocab.spmjson).
+Every id the base tokenizer uses, added and reserved special tokens included, keeps its meaning;
+new tokens start after the highest one (xllava.vocab.ids).
 The saved directory loads with plain `AutoTokenizer` / `AutoModelForCausalLM`.
 """
 
@@ -18,7 +22,10 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from xllava.vocab.bytelevel import Added, is_bytelevel, splice_bytelevel
+from xllava.vocab.config import SCRIPTS
+from xllava.vocab.ids import check_ids_kept, next_free_id
 from xllava.vocab.spm import load_proto, splice_spm_tokenizer
+from xllava.vocab.spmjson import is_spm_json, splice_spm_json
 
 # tokenizer files carried over from the base; vocab.json/merges.txt are left behind because they
 # would disagree with the expanded tokenizer.json
@@ -31,7 +38,7 @@ VERBATIM_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 @dataclass
 class TokenizerExpansion:
-    family: str  # "bytelevel" or "sentencepiece"
+    family: str  # "bytelevel", "sentencepiece" (tokenizer.model) or "sentencepiece_json"
     tokenizer_json: dict
     spm_model: bytes | None
     added: list[Added]
@@ -58,18 +65,26 @@ def tokenizer_family(tok_dir: Path) -> str:
             return "sentencepiece"
         except ValueError:  # a unigram SentencePiece: not spliceable as BPE
             pass
-    if is_bytelevel(json.loads(tok_json.read_text(encoding="utf-8"))):
+    data = json.loads(tok_json.read_text(encoding="utf-8"))
+    if is_bytelevel(data):
         return "bytelevel"
-    raise ValueError(f"{tok_dir}: tokenizer is neither a SentencePiece BPE (tokenizer.model) nor a byte-level BPE "
-                     "(tokenizer.json with a ByteLevel pre-tokenizer)")
+    if is_spm_json(data):
+        return "sentencepiece_json"
+    raise ValueError(f"{tok_json}: model {data.get('model', {}).get('type')!r} is none of: a SentencePiece BPE "
+                     "(tokenizer.model), a byte-level BPE (ByteLevel pre-tokenizer), a BPE with byte_fallback")
 
 
-def expand_tokenizer(tok_dir: Path, pieces: list[str], max_added: int | None = None) -> TokenizerExpansion:
+def expand_tokenizer(tok_dir: Path, pieces: list[str], max_added: int | None = None,
+                     script: str = SCRIPTS["ko"]) -> TokenizerExpansion:
+    """`script`: regex of the target script; SentencePiece-style merges must produce one of its characters."""
     family = tokenizer_family(tok_dir)
     base_json = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    n_base = Tokenizer.from_str(json.dumps(base_json)).get_vocab_size(with_added_tokens=True)
+    n_base = next_free_id(base_json)
     if family == "sentencepiece":
         result, model = splice_spm_tokenizer(base_json, (tok_dir / "tokenizer.model").read_bytes(), pieces, max_added)
+        check_ids_kept(base_json, result.tokenizer_json)
+    elif family == "sentencepiece_json":
+        result, model = splice_spm_json(base_json, pieces, script, max_added), None
     else:
         result, model = splice_bytelevel(base_json, pieces, max_added), None
     return TokenizerExpansion(family, result.tokenizer_json, model, result.added, result.skipped, n_base)

@@ -55,10 +55,12 @@ def partial_token_mask(tok: Tokenizer, bytelevel: bool) -> list[bool]:
     return mask
 
 
-def measure(tok: Tokenizer, texts: Sequence[str], lang: str, bytelevel: bool) -> dict:
-    """Coverage figures of one tokenizer on one language's texts (special tokens excluded)."""
+def measure(tok: Tokenizer, texts: Sequence[str], lang: str, bytelevel: bool,
+            partial: list[bool] | None = None) -> dict:
+    """Coverage figures of one tokenizer on one language's texts (special tokens excluded);
+    `partial` is partial_token_mask(tok, bytelevel) when the caller has it already."""
     encodings = tok.encode_batch(list(texts), add_special_tokens=False)
-    partial = partial_token_mask(tok, bytelevel)
+    partial = partial if partial is not None else partial_token_mask(tok, bytelevel)
     n_tokens = n_partial = n_words = n_continued = n_chars = n_exact = 0
     script = re.compile(SCRIPT_CHARS[lang]) if lang in SCRIPT_CHARS else None
     n_script = 0
@@ -101,19 +103,30 @@ def unreachable(tok: Tokenizer, added: Sequence[Added], bytelevel: bool) -> list
 
     A token that stands for whole characters must come out as itself when its text is encoded
     through the full pipeline (normaliser, pre-tokenizer, model). SentencePiece-style pieces
-    without a leading "▁" and byte-level tokens holding part of a character are not text on
-    their own; for them the model must build the token from its own symbols."""
+    that no text normalises to (inside a word, where the normaliser prepends "▁") and byte-level
+    tokens holding part of a character are not text on their own; for them the model must build
+    the token from its own symbols."""
     dead = []
     for a in added:
         if bytelevel and a.text is not None:
             ok = tok.encode(a.text, add_special_tokens=False).ids == [a.id]
-        elif not bytelevel and a.token.startswith("▁"):
-            ok = tok.encode(a.token[1:].replace("▁", " "), add_special_tokens=False).ids == [a.id]
+        elif not bytelevel and (text := _text_normalized_to(tok, a.token)) is not None:
+            ok = tok.encode(text, add_special_tokens=False).ids == [a.id]
         else:
             ok = [t.id for t in tok.model.tokenize(a.token)] == [a.id]
         if not ok:
             dead.append(a)
     return dead
+
+
+def _text_normalized_to(tok: Tokenizer, token: str) -> str | None:
+    """The text the normaliser turns into a SentencePiece-style token: with "▁" as spaces, or without
+    the leading "▁" where the normaliser prepends one (Llama-2, Mistral); None if neither."""
+    spaced = token.replace("▁", " ")
+    for text in (spaced, spaced[1:] if spaced.startswith(" ") else None):
+        if text and (tok.normalizer.normalize_str(text) if tok.normalizer else text) == token:
+            return text
+    return None
 
 
 def roundtrip_failures(encode: Callable[[str], list[int]], decode: Callable[[list[int]], str],

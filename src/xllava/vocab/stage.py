@@ -31,7 +31,7 @@ from xllava.vocab.expand import (
     write_added_tsv,
 )
 from xllava.vocab.learn import filter_pieces, learn_spm, pieces_of_model, read_pieces_file
-from xllava.vocab.metrics import measure, roundtrip_failures, unreachable
+from xllava.vocab.metrics import measure, partial_token_mask, roundtrip_failures, unreachable
 from xllava.vocab.spm import unreachable_pieces
 from xllava.vocab.table import plot_bars, render_markdown
 
@@ -101,9 +101,10 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
     """Base vs expanded figures on held-out text, the unreachable count and edge-case round trips
     (through the tokenizers library, and through plain AutoTokenizer on the saved directory)."""
     metrics: dict[str, dict] = {"base": {}, "expanded": {}}
+    masks = (partial_token_mask(base, bytelevel), partial_token_mask(expanded, bytelevel))
     for lang, texts in heldout.items():
-        metrics["base"][lang] = measure(base, texts, lang, bytelevel)
-        metrics["expanded"][lang] = measure(expanded, texts, lang, bytelevel)
+        metrics["base"][lang] = measure(base, texts, lang, bytelevel, masks[0])
+        metrics["expanded"][lang] = measure(expanded, texts, lang, bytelevel, masks[1])
     fails = roundtrip_failures(lambda x: expanded.encode(x, add_special_tokens=False).ids,
                                lambda ids: expanded.decode(ids, skip_special_tokens=True))
     if saved_dir is not None:
@@ -126,6 +127,31 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
         "roundtrip_failures": fails,
         "metrics": metrics,
     }
+
+
+class ExpansionError(ValueError):
+    """The expanded tokenizer loses text or has dead tokens: the stage fails instead of reporting it."""
+
+
+def check_expansion(base: Tokenizer, expanded: Tokenizer, heldout: dict[str, list[str]], figures: dict) -> None:
+    """Every held-out text the base tokenizer gives back exactly must come back exactly from the
+    expanded one; the edge cases must round-trip; no added token may be unreachable."""
+    problems = []
+    for lang, texts in heldout.items():
+        b = base.encode_batch(list(texts), add_special_tokens=False)
+        e = expanded.encode_batch(list(texts), add_special_tokens=False)
+        lost = [t for t, be, ee in zip(texts, b, e, strict=True)
+                if base.decode(be.ids, skip_special_tokens=True) == t
+                and expanded.decode(ee.ids, skip_special_tokens=True) != t]
+        if lost:
+            problems.append(f"{len(lost)} held-out {lang} texts no longer round-trip (e.g. {lost[0][:80]!r})")
+    if figures["roundtrip_failures"]:
+        problems.append(f"edge cases that do not round-trip: {figures['roundtrip_failures'][:3]}")
+    if figures["unreachable"]:
+        problems.append(f"{figures['unreachable']} added tokens are never produced "
+                        f"(e.g. {figures['unreachable_examples'][:3]})")
+    if problems:
+        raise ExpansionError("vocabulary expansion failed its checks: " + "; ".join(problems))
 
 
 def compare_dirs(base_dir: Path, expanded_dir: Path, heldout: dict[str, list[str]]) -> dict:
@@ -152,7 +178,7 @@ def run_vocab_stage(cfg: VocabConfig, llm_dir: Path, out_dir: Path, root: Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     train, heldout = corpus_texts(cfg, root)
     pieces = target_pieces(cfg, train, out_dir, root)
-    exp = expand_tokenizer(llm_dir, pieces, cfg.max_added)
+    exp = expand_tokenizer(llm_dir, pieces, cfg.max_added, cfg.script_pattern())
     model_dir = out_dir / "model"
     embedding_info: dict = {}
     with atomic_directory(model_dir) as tmp:
@@ -164,7 +190,9 @@ def run_vocab_stage(cfg: VocabConfig, llm_dir: Path, out_dir: Path, root: Path |
             "added": len(exp.added), "init": cfg.init, **embedding_info}, indent=1))
     write_added_tsv(exp.added, out_dir / "added_tokens.tsv")
     base = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
-    figures = report_tokenizers(base, exp.tokenizer, exp.added, exp.bytelevel, heldout, model_dir)
+    expanded = exp.tokenizer
+    figures = report_tokenizers(base, expanded, exp.added, exp.bytelevel, heldout, model_dir)
+    check_expansion(base, expanded, heldout, figures)
     if exp.spm_model is not None:
         figures["unreachable_sentencepiece"] = len(unreachable_pieces(exp.spm_model, exp.added))
     figures.update({
