@@ -21,7 +21,10 @@ def serve(
     max_prompt_tokens: int = typer.Option(4096, help="longest prompt, image tokens included"),
     max_image_bytes: int = typer.Option(10 << 20, help="largest image, in bytes"),
     max_image_pixels: int = typer.Option(4096 * 4096, help="largest image, in width x height"),
+    max_aspect_ratio: float = typer.Option(20.0, help="thinnest image, as long side : short side"),
+    max_processed_pixels: int = typer.Option(2048 * 2048, help="largest image after the model's processor resizes it"),
     max_batch_size: int = typer.Option(16, help="requests generated together"),
+    max_queue: int = typer.Option(256, help="requests waiting (queued or being prepared) before 503 + Retry-After"),
     batch_wait_ms: float = typer.Option(20.0, help="longest wait of a request for others to share its prefill"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 ... (auto: the GPU when there is one)"),
     threads: int = typer.Option(1, help="torch CPU threads (1 is robust for small models; 0: torch's default)"),
@@ -37,6 +40,7 @@ def serve(
         host=host, port=port, api_key=api_key or None, model_name=model_name, local_image_root=local_images,
         max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens, max_image_bytes=max_image_bytes,
         max_image_pixels=max_image_pixels, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+        max_aspect_ratio=max_aspect_ratio, max_processed_pixels=max_processed_pixels, max_queue=max_queue,
         device=device, cpu_threads=threads or None,
     )
     app = create_app(model_dir, cfg)
