@@ -34,11 +34,16 @@ def run(
     """Run a recipe end to end: skip complete stages, resume an interrupted one, write the report."""
     from xllava.preflight import InputError
     from xllava.scale.launch import run_pipeline  # one process, or rank 0 of torchrun/accelerate launch
+    from xllava.train.checkpoints import ResumeRefused
+    from xllava.train.data import DataError
 
     r = _recipe(recipe, overrides)
     try:
         results = run_pipeline(r, only=only, force=force)
     except InputError as err:
+        typer.echo(f"{recipe}: {err}", err=True)
+        raise typer.Exit(2) from None
+    except (ResumeRefused, DataError) as err:  # the message says what to fix; a traceback would bury it
         typer.echo(f"{recipe}: {err}", err=True)
         raise typer.Exit(2) from None
     if results is None:  # another rank under a launcher: rank 0 reports

@@ -34,8 +34,10 @@ from xllava.io import stamp_matches, write_stamp
 from xllava.model.assemble import assemble, save_llava
 from xllava.model.llm_sources import materialise_llm
 from xllava.preflight import WORLD_URL, InputError, check_inputs
+from xllava.stagedir import promote, recover, relocated, replacement_dir
 
 MANIFEST = "manifest.json"
+TRAINING_STAGES = ("align", "instruct")
 
 
 def code_version() -> str:
@@ -159,6 +161,15 @@ def stage_hash(recipe: Recipe, stage: str, upstream: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def stage_context(recipe: Recipe, stage: str) -> dict:
+    """What a stage starts from besides its own section: the recipe fields it reads and the hashes of
+    the stages it reads (a training checkpoint records it, so a redone upstream stage is noticed)."""
+    fields, reads = STAGE_READS[stage]
+    digests = dict(stage_digests(recipe))
+    return {"reads": {name: _recipe_field(recipe, name) for name in fields},
+            "upstream": {name: digests[name] for name in reads if name in digests}}
+
+
 def stage_digests(recipe: Recipe) -> list[tuple[str, str]]:
     """(stage, config hash) in run order; each hash covers the stages it reads (STAGE_READS)."""
     digests: dict[str, str] = {}
@@ -275,7 +286,7 @@ class Pipeline:
 
         cfg = getattr(self.recipe, name)
         init = self.base_model_dir() if name == "align" else self.trained_model_dir(before=name)
-        result = train_stage(cfg, init, stage_dir, self.run_dir, name)
+        result = train_stage(cfg, init, stage_dir, self.run_dir, name, stage_context(self.recipe, name))
         losses = [h["loss"] for h in result.log_history if "loss" in h]
         return {
             "model_dir": str(result.model_dir),
@@ -348,6 +359,7 @@ class Pipeline:
         results: dict[str, dict] = {}
         for stage, digest in stage_digests(self.recipe):
             stage_dir = self.run_dir / stage
+            recover(stage_dir)
             manifest = read_manifest(stage_dir)
             wanted = only is None or stage in only
             if manifest and manifest.get("config_hash") == digest and not (force and wanted):
@@ -356,16 +368,24 @@ class Pipeline:
                 continue
             if not wanted:
                 raise RuntimeError(f"stage {stage} is not complete; run it first (or drop --only)")
-            if manifest:  # finished, but with another config (or --force): start it afresh
+            work_dir = stage_dir
+            if stage in TRAINING_STAGES and (manifest or (force and wanted)):
+                # a redo trains beside the finished stage, which it replaces only once complete
+                work_dir = replacement_dir(stage_dir)
+                if force and wanted and work_dir.exists():
+                    shutil.rmtree(work_dir)  # --force: start over, no checkpoint of an earlier try
+                self.log(f"[xllava] {stage}: {'forced' if force and wanted else 'config changed'}, redoing in "
+                         f"{work_dir} (the current {stage} stays until it completes)")
+            elif manifest:  # finished, but with another config (or --force): start it afresh
                 self.log(f"[xllava] {stage}: config changed, redoing")
                 self._clear(stage, stage_dir)
-            elif stage_dir.exists() and stage in ("align", "instruct"):  # checkpoints to resume from
+            elif stage_dir.exists() and stage in TRAINING_STAGES:  # checkpoints to resume from
                 self.log(f"[xllava] {stage}: resuming from {stage_dir}")
-            stage_dir.mkdir(parents=True, exist_ok=True)
+            work_dir.mkdir(parents=True, exist_ok=True)
             self.log(f"[xllava] {stage}: running")
             started = time.time()
-            if stage in ("align", "instruct"):
-                figures = self.stage_train(stage, stage_dir)
+            if stage in TRAINING_STAGES:
+                figures = relocated(self.stage_train(stage, work_dir), str(work_dir), str(stage_dir))
             else:
                 figures = getattr(self, f"stage_{stage}")(stage_dir)
             manifest = {
@@ -379,9 +399,11 @@ class Pipeline:
             }
             section = _section_dump(self.recipe, stage)
             if section is not None:
-                (stage_dir / "config.resolved.yaml").write_text(
+                (work_dir / "config.resolved.yaml").write_text(
                     yaml.safe_dump(section, sort_keys=False, allow_unicode=True), encoding="utf-8")
-            (stage_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+            (work_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+            if work_dir != stage_dir:
+                promote(work_dir, stage_dir)
             results[stage] = manifest
         return results
 

@@ -5,6 +5,11 @@ offers: a retry budget per request that also spends on unusable answers (invalid
 a limiter shared by all workers that a 429's Retry-After pauses, and the switch from `json_schema` to
 JSON mode when an endpoint rejects structured output. Non-retryable 4xx answers (bad request, auth,
 not found ...) fail at once. Every outcome carries a reason; API keys are scrubbed from reasons.
+
+Time is bounded twice: `timeout_s` is a deadline for a whole attempt (connecting, the headers and the
+whole body, enforced around the call, since the HTTP client's timeout bounds each read only and a
+trickling teacher never trips it), and `request_timeout_s` for all attempts of a request together.
+The reply is read as plain JSON (reply.py), so a reason says what came back and usage is checked.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import openai
-from openai.types.chat import ChatCompletion
 from PIL import Image
 
 from xllava.datagen.config import TeacherConfig
 from xllava.datagen.ratelimit import RateLimiter, backoff_delay, parse_retry_after
+from xllava.datagen.reply import BadReply, read_reply
 from xllava.datagen.schema import InvalidAnswer, parse_answer, response_format
 
 RETRYABLE_STATUS = {408, 409, 425, 429}  # plus every 5xx
@@ -43,6 +48,7 @@ class Outcome:
     errors: Counter[str] = field(default_factory=Counter)  # the cause of each failed attempt
     structured_output: str = ""
     seconds: float = 0.0
+    usage_estimated: int = 0  # attempts whose usage the teacher did not give (or gave unbelievably): counted locally
 
 
 @lru_cache(maxsize=512)
@@ -94,12 +100,6 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _first_choice(completion: object) -> object | None:
-    """The first choice, or None when a lenient endpoint sent a body without one."""
-    choices = getattr(completion, "choices", None)
-    return choices[0] if isinstance(choices, list) and choices else None
-
-
 class TeacherClient:
     def __init__(self, cfg: TeacherConfig, base_url: str, api_key: str | None,
                  limiter: RateLimiter | None = None, rng: random.Random | None = None):
@@ -136,11 +136,18 @@ class TeacherClient:
         """One request with its whole retry budget; never raises for teacher-side problems.
         `may_retry(usage so far)` is asked before every retry (the cost budget's veto)."""
         out, started = Outcome("failed"), time.monotonic()
+        deadline = started + self.cfg.request_timeout_s if self.cfg.request_timeout_s else math.inf
         last = "no attempt"
         while out.attempts < self.cfg.max_attempts:
             if out.attempts and may_retry is not None and not await may_retry(out.usage):
                 out.reason = redact(f"budget: stopped before attempt {out.attempts + 1} ({last})", self._secrets)
                 break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                out.reason = redact(f"deadline: request_timeout_s={self.cfg.request_timeout_s:g} passed after "
+                                    f"{out.attempts} attempts ({last})", self._secrets)
+                break
+            attempt_s = min(self.cfg.timeout_s, left)
             out.attempts += 1
             retry_after: float | None = None
             kwargs = self._kwargs(task, languages, version)
@@ -152,11 +159,14 @@ class TeacherClient:
                 # transform (~4 ms a request here, more than the loopback teacher takes to answer)
                 # to strip unset fields and rename aliases, of which our plain body has none.
                 # Errors, timeouts and the parsed ChatCompletion are the same.
-                completion = await self._client.post(
-                    "/chat/completions", cast_to=ChatCompletion, body={"messages": messages, **kwargs}
-                )
-            except openai.APITimeoutError:
-                cause, last = "timeout", f"timeout: no answer within {self.cfg.timeout_s:g} s"
+                # cast_to=object: the body as parsed JSON (or text), told apart in reply.py
+                body = await asyncio.wait_for(self._client.post(
+                    "/chat/completions", cast_to=object, body={"messages": messages, **kwargs}
+                ), timeout=attempt_s)
+            except (TimeoutError, openai.APITimeoutError):
+                cause, last = "timeout", f"timeout: no complete answer within {attempt_s:g} s"
+            except ValueError as err:  # a body declared JSON that is not
+                cause, last = "not_json", f"not_json: the reply declares JSON but is not ({err})"
             except openai.APIConnectionError as err:
                 cause, last = "connection", f"connection: {err.message}"
             except openai.APIStatusError as err:
@@ -176,21 +186,25 @@ class TeacherClient:
             except openai.APIError as err:  # e.g. a response body that is not a chat completion
                 cause, last = "bad_response", f"bad_response: {err.message}"
             else:
-                usage = getattr(completion, "usage", None)
-                if usage is not None:
-                    out.usage["prompt_tokens"] += usage.prompt_tokens or 0
-                    out.usage["completion_tokens"] += usage.completion_tokens or 0
-                    self.limiter.settle(entry, (usage.prompt_tokens or 0) + (usage.completion_tokens or 0))
-                choice = _first_choice(completion)
                 try:
-                    out.answer = parse_answer(getattr(getattr(choice, "message", None), "content", None),
-                                              task, languages)
-                    out.status, out.reason = "ok", None
-                    break
-                except InvalidAnswer as err:
+                    reply = read_reply(body, estimate, self.cfg.max_tokens, self.cfg.max_answer_chars)
+                except BadReply as err:
                     cause, last = err.kind, str(err)
-                    if getattr(choice, "finish_reason", None) == "length":
-                        last += f" (cut at max_tokens={self.cfg.max_tokens})"
+                    if err.kind == "bad_usage":  # paid for, by an amount we cannot know: the most it could be
+                        self._spend(out, estimate, self.cfg.max_tokens, entry, estimated=True)
+                        out.errors[cause] += 1
+                        out.reason = redact(f"{last} (not retryable)", self._secrets)
+                        break
+                else:
+                    self._spend(out, reply.prompt_tokens, reply.completion_tokens, entry, reply.usage_estimated)
+                    try:
+                        out.answer = parse_answer(reply.content, task, languages)
+                        out.status, out.reason = "ok", None
+                        break
+                    except InvalidAnswer as err:
+                        cause, last = err.kind, str(err)
+                        if reply.finish_reason == "length":
+                            last += f" (cut at max_tokens={self.cfg.max_tokens})"
             out.errors[cause] += 1
             if out.attempts >= self.cfg.max_attempts:
                 out.reason = redact(f"{last} (after {out.attempts} attempts)", self._secrets)
@@ -199,3 +213,9 @@ class TeacherClient:
                                         self.cfg.backoff_max_s, retry_after, self._rng))
         out.seconds = time.monotonic() - started
         return out
+
+    def _spend(self, out: Outcome, prompt: int, completion: int, entry, estimated: bool) -> None:
+        out.usage["prompt_tokens"] += prompt
+        out.usage["completion_tokens"] += completion
+        out.usage_estimated += estimated
+        self.limiter.settle(entry, prompt + completion)

@@ -67,7 +67,9 @@ class TeacherConfig(Strict):
     concurrency: int = Field(16, ge=1)
     rpm: int | None = None  # requests per minute
     tpm: int | None = None  # tokens per minute (prompt estimate + max_tokens, settled on usage)
-    timeout_s: float = 120.0  # per attempt
+    timeout_s: float = Field(120.0, gt=0)  # per attempt: connecting, headers and the whole body
+    request_timeout_s: float | None = Field(None, gt=0)  # per request, all attempts and waits; None: no limit
+    max_answer_chars: int = Field(200_000, gt=0)  # a longer answer is refused (no training item is that long)
     max_attempts: int = Field(6, ge=1)  # the retry budget of one request, first try included
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from xllava.corpus.readers import nfc
 from xllava.datagen.config import TASKS, QualityConfig
 from xllava.datagen.quality import DuplicateGate, signature
-from xllava.datagen.store import latest, read_records
+from xllava.datagen.store import read_records
 
 
 def _conversations(turns: list[dict], lang: str, image_first: bool = True) -> list[dict]:
@@ -27,6 +27,16 @@ def _conversations(turns: list[dict], lang: str, image_first: bool = True) -> li
             question = f"<image>\n{question}" if image_first else f"{question}\n<image>"
         out.append({"from": "human", "value": nfc(question)})
         out.append({"from": "gpt", "value": nfc(turn["answer"][lang])})
+    return out
+
+
+def newest_ok(records: list[dict]) -> dict[str, dict]:
+    """The newest successful record of each key: a later failed or rejected attempt at a key (a retry
+    that hit a rate limit, a stricter gate) never takes away an answer the store already holds."""
+    out: dict[str, dict] = {}
+    for record in records:
+        if record["status"] == "ok":
+            out[record["key"]] = record
     return out
 
 
@@ -45,7 +55,7 @@ def derive_training_set(store_path: Path, out_path: Path, image_root: Path,
     out_path = Path(out_path)
     base = Path(relative_to or out_path.parent).resolve()
     root = Path(image_root).resolve()
-    records = sorted((r for r in latest(read_records(store_path)).values() if r["status"] == "ok"), key=_order)
+    records = sorted(newest_ok(read_records(store_path)).values(), key=_order)
     seen: dict[str, DuplicateGate] = {}  # image sha256 -> the items kept so far
     ids: set[str] = set()
     counts: Counter[str] = Counter()

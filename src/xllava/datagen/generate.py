@@ -67,6 +67,7 @@ class _Run:
         self.rejected_items: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.usage_estimated = 0  # requests with an attempt whose usage was counted locally (reply.py)
         self.bar = tqdm(total=0, disable=not progress, unit="req", dynamic_ncols=True)
 
     async def _reserve(self, estimate_usd: float) -> bool:
@@ -120,6 +121,7 @@ class _Run:
         self.spent += cost
         for k in self.usage:
             self.usage[k] += outcome.usage[k]
+        self.usage_estimated += outcome.usage_estimated > 0
         self.errors.update(outcome.errors)
         items, scene_graph, status, reason = [], None, outcome.status, outcome.reason
         if outcome.status == "ok" and outcome.answer is not None:
@@ -151,6 +153,7 @@ class _Run:
             "attempts": outcome.attempts,
             "errors": dict(outcome.errors),
             "usage": outcome.usage,
+            "usage_estimated": outcome.usage_estimated > 0,
             "cost_usd": round(cost, 8),
             "seconds": round(outcome.seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -206,6 +209,11 @@ async def generate_async(cfg: DatagenConfig, image_root: Path, out_dir: Path, ba
         store.close()
     seconds = time.monotonic() - started
     requested = sum(run.counts.values())
+    notes = []
+    if run.usage_estimated:
+        notes.append(f"{run.usage_estimated} of {requested} requests came back without believable usage: their "
+                     "tokens were counted locally (a generous estimate) and that estimate is in the cost")
+        warnings.warn(notes[-1], stacklevel=2)
     return {
         "images": selection.counts,
         "pairs": len(selection.images) * len(cfg.tasks),
@@ -220,6 +228,8 @@ async def generate_async(cfg: DatagenConfig, image_root: Path, out_dir: Path, ba
         "rejected_items_by_reason": dict(run.rejected_items),
         "attempt_errors": dict(run.errors),
         "usage": run.usage,
+        "usage_estimated_requests": run.usage_estimated,
+        "warnings": notes,
         "cost_usd_run": round(run.spent, 6),
         "cost_usd_total": round(run.spent_before + run.spent, 6),
         "budget_usd": cfg.budget_usd,

@@ -99,7 +99,9 @@ class Store:
         every = read_records(self.path)
         self.records = latest(every)
         # all that was ever paid, superseded records included (the budget counts the whole store)
-        self.spent_usd = sum(float(r.get("cost_usd") or 0.0) for r in every)
+        # (a negative cost, which a store written before usage was checked may hold, counts as none:
+        # it would lower the total and let the budget be overspent)
+        self.spent_usd = sum(max(0.0, float(r.get("cost_usd") or 0.0)) for r in every)
 
     def _repair(self) -> str | None:
         data = self.path.read_bytes()
@@ -121,7 +123,7 @@ class Store:
             written = os.write(self._fd, view)
             view = view[written:]
         self.records[record["key"]] = record
-        self.spent_usd += float(record.get("cost_usd") or 0.0)
+        self.spent_usd += max(0.0, float(record.get("cost_usd") or 0.0))
 
     def close(self) -> None:
         if self._fd >= 0:

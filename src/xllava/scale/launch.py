@@ -52,7 +52,7 @@ class LeaderPipeline(Pipeline):
 
     def stage_train(self, name: str, stage_dir: Path) -> dict:
         init = self.base_model_dir() if name == "align" else self.trained_model_dir(before=name)
-        _broadcast((name, str(init)))
+        _broadcast((name, str(init), str(stage_dir)))  # stage_dir: <stage>.next when a redo
         self.training = True
         figures = super().stage_train(name, stage_dir)
         self.training = False
@@ -61,6 +61,7 @@ class LeaderPipeline(Pipeline):
 
 def follow(recipe: Recipe) -> None:
     """Ranks other than 0: train each stage rank 0 announces, until it says it is done."""
+    from xllava.pipeline import stage_context
     from xllava.train.stage import train_stage
 
     while True:
@@ -69,9 +70,9 @@ def follow(recipe: Recipe) -> None:
             return
         if message == FAILED:
             raise SystemExit("rank 0 failed; its log has the error")
-        name, init = message
-        stage_dir = recipe.run_dir / name
-        train_stage(getattr(recipe, name), Path(init), stage_dir, recipe.run_dir, name)
+        name, init, stage_dir = message
+        train_stage(getattr(recipe, name), Path(init), Path(stage_dir), recipe.run_dir, name,
+                    stage_context(recipe, name))  # the identity rank 0's checkpoints record
 
 
 def run_pipeline(

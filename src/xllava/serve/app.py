@@ -3,6 +3,13 @@
 Routes: POST /v1/chat/completions (JSON or server-sent events), GET /v1/models, GET /health, and the
 demo page at /. Every refusal is an OpenAI-style JSON error with a 4xx status; a failure inside
 generation fails only the requests it touched, and the server keeps answering.
+
+A request's cost is bounded before the work it would cause: a full queue is refused (503 with
+Retry-After) before the body is read, text longer than any prompt under the token limit before it
+is tokenised, images by bytes, pixels, aspect ratio and processed size before they are processed
+(images.py, limits.py), and a non-streaming request whose client went away leaves the batch.
+Keys belong in the Authorization header: a key in the query string is refused, and query strings
+never reach the access log.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,9 +33,11 @@ from xllava.serve import protocol
 from xllava.serve.config import ServeConfig
 from xllava.serve.engine import Engine, Event, Job
 from xllava.serve.errors import ApiError, error_body
+from xllava.serve.limits import longest_token_chars
+from xllava.serve.logs import redact_access_log, refuse_query_keys
 from xllava.serve.prompt import encode, request_messages
 from xllava.serve.sampling import Sampling
-from xllava.serve.web import demo_page
+from xllava.serve.web import demo_page, page_headers
 
 log = logging.getLogger("xllava.serve")
 
@@ -52,7 +61,10 @@ class Server:
         if device.type == "cpu" and cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         self.model.to(device)
-        self.engine = Engine(self.model, self.processor.tokenizer, cfg.max_batch_size, cfg.batch_wait_ms, cfg.max_queue)
+        self.engine = Engine(self.model, self.processor.tokenizer, cfg.max_batch_size, cfg.batch_wait_ms, cfg.max_queue,
+                             cfg.retry_after_s)
+        # no prompt within max_prompt_tokens holds more characters than this (limits.py)
+        self.max_text_chars = cfg.max_prompt_tokens * longest_token_chars(self.processor.tokenizer)
         gen = self.model.generation_config
         # a request without `temperature` gets the model's own default (greedy for ours), as vLLM does
         self.default_temperature = float(gen.temperature or 1.0) if gen.do_sample else 0.0
@@ -67,7 +79,7 @@ class Server:
             param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
             raise ApiError(400, f"{param} is {asked}, more than this server's limit of {cfg.max_tokens_limit}",
                            param, "max_tokens_exceeded")
-        messages, images = request_messages(req, cfg)
+        messages, images = request_messages(req, cfg, self.max_text_chars, self.processor.image_processor)
         prompt = encode(self.processor, messages, images, cfg.max_prompt_tokens)
         room = (self.engine.max_positions or 1 << 30) - len(prompt.input_ids)
         if room < 1 or (asked is not None and asked > room):
@@ -89,6 +101,7 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        redact_access_log()  # here: uvicorn has configured its loggers by now
         server.engine.start()
         yield
         server.engine.stop()
@@ -98,7 +111,7 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status)
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -110,6 +123,7 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}"), status_code=500)
 
     def authorize(request: Request) -> None:
+        refuse_query_keys(request)
         if cfg.api_key is None:
             return
         header = request.headers.get("authorization", "")
@@ -128,8 +142,9 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if alive else 503)
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return demo_page(server.name, needs_key=cfg.api_key is not None)
+    async def page() -> HTMLResponse:
+        body = demo_page(server.name, needs_key=cfg.api_key is not None)
+        return HTMLResponse(body, headers=page_headers(body))
 
     def model_card() -> dict:
         return {"id": server.name, "object": "model", "created": server.created, "owned_by": "xllava"}
@@ -150,6 +165,7 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         authorize(request)
+        server.engine.check_room()  # a full queue is refused before the body is read
         req = protocol.parse_request(await _read_body(request, cfg.max_body_bytes))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
@@ -167,10 +183,12 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
             return StreamingResponse(_sse(job, events, cid, server.name, include_usage),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
-            while (ev := await events.get()).kind == "delta":
-                pass
+            ev = await _final_event(events, request)
         finally:
             job.cancel()  # a no-op when done; frees the row if the client went away
+        if ev is None:
+            log.info("client disconnected; its request was cancelled")
+            return Response(status_code=499)  # nginx's "client closed request": nobody reads it
         if ev.kind == "error":
             raise ApiError(500, ev.text, code="generation_failed")
         return protocol.completion(cid, server.name, ev.text, ev.finish_reason or "stop",
@@ -192,6 +210,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"request body is more than the limit of {limit} bytes", code="request_too_large")
         chunks.append(part)
     return b"".join(chunks)
+
+
+async def _final_event(events: asyncio.Queue[Event], request: Request) -> Event | None:
+    """The request's last event ("done" or "error"), or None when the client disconnects first (the
+    caller then cancels its job, and the batch row is freed at the next step)."""
+    async def disconnected() -> None:
+        # the body is read: the next ASGI message is the disconnect (uvicorn sends nothing else)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    async def final() -> Event:
+        while (ev := await events.get()).kind == "delta":
+            pass
+        return ev
+
+    done_task, gone_task = asyncio.create_task(final()), asyncio.create_task(disconnected())
+    try:
+        await asyncio.wait({done_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone_task.cancel()
+        if not done_task.done():
+            done_task.cancel()
+    if not done_task.done() or done_task.cancelled():
+        return None
+    return done_task.result()
 
 
 def _data(obj: dict | str) -> str:

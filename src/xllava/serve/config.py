@@ -23,6 +23,10 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(48 * MIB, gt=0)
     max_image_bytes: int = Field(10 * MIB, gt=0)  # decoded bytes of one image
     max_image_pixels: int = Field(4096 * 4096, gt=0)  # width x height of one image
+    # a thin image is cheap to send and costly to process (the processor scales its short side up)
+    max_aspect_ratio: float = Field(20.0, ge=1)
+    # width x height after the model's processor resizes an image (computed before it runs)
+    max_processed_pixels: int = Field(2048 * 2048, gt=0)
     max_images: int = Field(4, ge=0)  # per request
     max_prompt_tokens: int = Field(4096, gt=0)  # after image tokens are expanded
     max_tokens_limit: int = Field(1024, gt=0)  # the most a request may ask for
@@ -36,6 +40,8 @@ class ServeConfig(BaseModel):
     max_batch_size: int = Field(16, gt=0)
     # requests waiting beyond this are refused with 503 rather than queued without bound
     max_queue: int = Field(256, gt=0)
+    # the Retry-After (seconds) a 503 "server busy" carries
+    retry_after_s: int = Field(1, ge=0)
     # "auto": the GPU when there is one
     device: str = "auto"
     # torch intra-op threads on CPU. One is the robust choice for small models: batching already

@@ -87,12 +87,14 @@ class Engine:
         max_batch_size: int = 16,
         batch_wait_ms: float = 20.0,
         max_queue: int = 256,
+        retry_after_s: int = 1,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.batch_wait = batch_wait_ms / 1000
         self.max_queue = max_queue
+        self.retry_after_s = retry_after_s
         gen = model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -135,14 +137,22 @@ class Engine:
 
     def submit(self, job: Job) -> None:
         if self._thread is None or not self._thread.is_alive():
-            raise ApiError(503, "the generation engine is not running", code="engine_down")
+            raise ApiError(503, "the generation engine is not running", code="engine_down",
+                           headers={"Retry-After": str(self.retry_after_s)})
         with self._cv:
             if len(self._pending) >= self.max_queue:
                 raise ApiError(503, f"server busy: {len(self._pending)} requests queued; retry shortly",
-                               code="server_busy")
+                               code="server_busy", headers={"Retry-After": str(self.retry_after_s)})
             job.queued_at = time.monotonic()
             self._pending.append(job)
             self._cv.notify()
+
+    def check_room(self) -> None:
+        """503 with Retry-After when the queue and the requests being prepared fill max_queue: called
+        before a request's body is read, so that a flood costs little."""
+        if len(self._pending) + self._incoming >= self.max_queue:
+            raise ApiError(503, f"server busy: {len(self._pending) + self._incoming} requests waiting; retry shortly",
+                           code="server_busy", headers={"Retry-After": str(self.retry_after_s)})
 
     @contextmanager
     def incoming(self) -> Iterator[None]:

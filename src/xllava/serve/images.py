@@ -3,6 +3,9 @@
 Every limit is checked before the expensive step it guards: the byte size from the base64 length
 before decoding it, the pixel count from the image header before decoding the pixels.
 Remote http(s) URLs are refused: the server fetches nothing from the network (no SSRF).
+Only the common raster formats are opened (an allow-list handed to Pillow), so no request reaches
+a format that Pillow delegates to an outside program (EPS to Ghostscript) or a rarely used decoder;
+error messages carry Pillow's reason with any file path in it removed.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from PIL import Image
 
 from xllava.serve.config import ServeConfig
 from xllava.serve.errors import ApiError
+from xllava.serve.limits import check_aspect_ratio
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,", re.I)
 _WHITESPACE = re.compile(rb"\s+")
+# Pillow's names for the formats a request may send;
+# a GIF or multi-page TIFF is read as its first frame
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/]+)+[\\/]?")
 
 
 def load_image(url: str, cfg: ServeConfig, param: str) -> Image.Image:
@@ -71,21 +79,32 @@ def _local_file_bytes(url: str, cfg: ServeConfig, param: str) -> bytes:
     return path.read_bytes()
 
 
+def _reason(e: Exception) -> str:
+    """Pillow's reason, without file paths (a decoder may name a temporary file) and not too long."""
+    text = _PATH.sub("<path>", str(e))
+    return f"{type(e).__name__}: {text[:200]}"
+
+
 def _decode(raw: bytes, cfg: ServeConfig, param: str) -> Image.Image:
     try:
-        im = Image.open(io.BytesIO(raw))
+        im = Image.open(io.BytesIO(raw), formats=FORMATS)
         w, h = im.size  # from the header; pixels are not decoded yet
-    except Image.DecompressionBombError as e:
-        raise ApiError(413, f"image too large: {e}", param, "image_too_large") from None
-    except Exception as e:  # PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError ...)
-        raise ApiError(400, f"could not decode image: {type(e).__name__}: {e}", param, "invalid_image") from None
+    except Image.DecompressionBombError:
+        raise ApiError(413, "image too large: its header declares more pixels than Pillow's bomb limit",
+                       param, "image_too_large") from None
+    except Image.UnidentifiedImageError:
+        raise ApiError(400, "could not decode image: not a PNG, JPEG, WebP, GIF, BMP or TIFF image",
+                       param, "invalid_image") from None
+    except Exception as e:  # PIL raises many kinds (OSError, SyntaxError, ValueError ...)
+        raise ApiError(400, f"could not decode image: {_reason(e)}", param, "invalid_image") from None
     if w * h > cfg.max_image_pixels:
         raise ApiError(413, f"image has {w}x{h} = {w * h} pixels, more than the limit of {cfg.max_image_pixels}",
                        param, "image_too_large")
+    check_aspect_ratio(w, h, cfg, param)
     try:
         return im.convert("RGB")
     except Exception as e:
-        raise ApiError(400, f"could not decode image: {type(e).__name__}: {e}", param, "invalid_image") from None
+        raise ApiError(400, f"could not decode image: {_reason(e)}", param, "invalid_image") from None
 
 
 def _too_big(n: int, cfg: ServeConfig, param: str) -> ApiError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
@@ -18,6 +19,7 @@ from xllava.model.families import IMAGE_TOKEN
 from xllava.serve.config import ServeConfig
 from xllava.serve.errors import ApiError
 from xllava.serve.images import load_image
+from xllava.serve.limits import check_processed_size, check_text_chars
 from xllava.serve.protocol import ChatRequest, ImagePart
 
 
@@ -37,8 +39,20 @@ def _text(s: str, param: str) -> str:
     return s
 
 
-def request_messages(req: ChatRequest, cfg: ServeConfig) -> tuple[list[dict], list[Image.Image]]:
-    """The request's messages in the parts form the chat templates render, and its images in order."""
+def request_messages(
+    req: ChatRequest, cfg: ServeConfig, max_chars: int | None = None, image_processor: Any = None
+) -> tuple[list[dict], list[Image.Image]]:
+    """The request's messages in the parts form the chat templates render, and its images in order.
+
+    max_chars: the most characters of text a prompt within the token limit can hold, checked
+    before any image is decoded or any text tokenised; image_processor: the model's, whose output
+    size each image is checked against (limits.check_processed_size).
+    """
+    if max_chars is not None:
+        texts = [m.content for m in req.messages if isinstance(m.content, str)]
+        texts += [p.text for m in req.messages if isinstance(m.content, list) for p in m.content
+                  if not isinstance(p, ImagePart)]
+        check_text_chars(texts, max_chars)
     messages: list[dict] = []
     images: list[Image.Image] = []
     for i, m in enumerate(req.messages):
@@ -52,7 +66,10 @@ def request_messages(req: ChatRequest, cfg: ServeConfig) -> tuple[list[dict], li
             if isinstance(part, ImagePart):
                 if len(images) >= cfg.max_images:
                     raise ApiError(400, f"at most {cfg.max_images} images per request", param, "too_many_images")
-                images.append(load_image(part.image_url.url, cfg, param + ".image_url.url"))
+                image = load_image(part.image_url.url, cfg, param + ".image_url.url")
+                if image_processor is not None:
+                    check_processed_size(image, image_processor, cfg, param + ".image_url.url")
+                images.append(image)
                 parts.append({"type": "image"})
             else:
                 parts.append({"type": "text", "text": _text(part.text, param + ".text")})

@@ -1,7 +1,8 @@
 """The OpenAI chat-completions wire format: the request we accept and the objects we answer with.
 
-Unknown request fields are ignored (clients send many we have no use for: `user`, penalties,
-`response_format`), fields we cannot honour (`n` > 1, `logprobs`, tools) are refused with a 400.
+Unknown request fields are ignored (clients send many we have no use for: `user`, penalties),
+fields we cannot honour (`n` > 1, `logprobs`, tools, a JSON `response_format`) are refused with a 400.
+A body that is not JSON, nests too deeply or holds a number Python will not convert is a 400 too.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class ChatRequest(_Lenient):
     n: int = 1
     logprobs: bool | None = None
     tools: list[Any] | None = None
-    # accepted and not enforced: the answer is free text (a JSON-asking prompt usually yields JSON)
+    # only {"type": "text"}: JSON mode would need constrained decoding, which this server does not do,
+    # and a caller that asked for JSON must not get free text it believes was checked
     response_format: dict[str, Any] | None = None
     # vLLM's extension: generate exactly max_tokens tokens (benchmarks use it)
     ignore_eos: bool = False
@@ -84,12 +86,16 @@ def parse_request(raw: bytes) -> ChatRequest:
     """Bytes of a request body to a ChatRequest, or a 400 that names the offending field."""
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError(400, f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: it nests too deeply", code="invalid_json") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
+        raise ApiError(400, f"request body is not valid JSON: {str(e)[:200]}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     try:
         req = ChatRequest.model_validate(data)
+    except RecursionError:
+        raise ApiError(400, "request body nests too deeply", code="invalid_json") from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -100,6 +106,9 @@ def parse_request(raw: bytes) -> ChatRequest:
         raise ApiError(400, "logprobs are not supported", param="logprobs")
     if req.tools:
         raise ApiError(400, "tools are not supported", param="tools")
+    if req.response_format is not None and req.response_format.get("type", "text") != "text":
+        raise ApiError(400, f"response_format {req.response_format.get('type')!r} is not supported: this server "
+                       "generates free text only", param="response_format")
     return req
 
 

@@ -8,6 +8,8 @@ lines and exercises exactly the public API.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 
@@ -168,3 +170,27 @@ def demo_page(model_name: str, needs_key: bool) -> str:
         .replace("__MODEL__", json.dumps(model_name).replace("<", "\\u003c"))
         .replace("__KEY__", _KEY_FIELD if needs_key else "")
     )
+
+
+def _hash_source(body: str, tag: str) -> str:
+    """CSP's hash source for the page's one inline <tag> block (hashed exactly as the browser reads it)."""
+    start = body.index(f"<{tag}>") + len(tag) + 2
+    content = body[start:body.index(f"</{tag}>", start)]
+    return "'sha256-" + base64.b64encode(hashlib.sha256(content.encode()).digest()).decode() + "'"
+
+
+def page_headers(body: str) -> dict[str, str]:
+    """Headers for the demo page: only its own inline script and style run (by hash, no
+    'unsafe-inline'), it talks only to this server, and no other site may frame it (clickjacking)."""
+    csp = "; ".join([
+        "default-src 'none'",
+        f"script-src {_hash_source(body, 'script')}",
+        f"style-src {_hash_source(body, 'style')}",
+        "img-src 'self' data: blob:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ])
+    return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}

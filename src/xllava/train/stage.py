@@ -33,10 +33,12 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from xllava.config import TrainStageConfig
 from xllava.model.assemble import load_llava, save_llava
 from xllava.train.arguments import training_arguments
+from xllava.train.checkpoints import CompletionMarker, resume_point, stage_identity
 from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
 from xllava.train.features import FeatureCache
 from xllava.train.fused_lora import lora_fused
+from xllava.train.image_check import check_images
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
 
@@ -268,9 +270,15 @@ def trained_model(
 
 
 def train_stage(
-    cfg: TrainStageConfig, init_dir: Path, stage_dir: Path, run_dir: Path, stage_name: str
+    cfg: TrainStageConfig, init_dir: Path, stage_dir: Path, run_dir: Path, stage_name: str,
+    started_from: dict | None = None,
 ) -> StageResult:
+    """Train one stage into stage_dir, resuming from its newest intact checkpoint trained under the
+    same config (`started_from`: what else the stage depends on, recorded with each checkpoint)."""
     started = time.time()
+    identity = stage_identity(cfg, started_from)
+    # before anything is loaded: a refused resume or a damaged checkpoint shows at once
+    checkpoint = resume_point(stage_dir / "checkpoints", identity, stage_name)
     model, processor = load_llava(init_dir)
     if cfg.llm_attention is not None:
         model.set_attn_implementation({"text_config": cfg.llm_attention})
@@ -283,6 +291,7 @@ def train_stage(
     )
     if not samples:
         raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
+    check_images(samples)
     args = training_arguments(
         cfg, stage_dir,
         dataloader_num_workers=cfg.dataloader_workers,
@@ -314,8 +323,8 @@ def train_stage(
         data_collator=collator,
         stage=cfg,
         lengths=dataset.lengths,
+        callbacks=[CompletionMarker(identity)],
     )
-    checkpoint = last_complete_checkpoint(Path(args.output_dir))
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
     with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused:
