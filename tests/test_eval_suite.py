@@ -116,15 +116,15 @@ def test_eval_command_public_format_and_default(fast_run: Path, suite: tuple[dic
     model = str(fast_run / "instruct" / "model")
     bench = fast_run / "world" / "benchmarks" / "gqa"
     result = CliRunner().invoke(app, ["eval", model, str(bench), "--format", "gqa", "--questions", "ko_questions.json",
-                                      "--images", str(fast_run / "world" / "images"), "--lang", "ko", "--limit", "3",
-                                      "--out-dir", str(tmp_path / "gqa"), "--dataset", "world-gqa"])
+                                      "--images", str(fast_run / "world" / "images"), "-s", "languages=[ko]", "-s", "limit=3",
+                                      "--out-dir", str(tmp_path / "gqa"), "-s", "dataset=world-gqa"])
     assert result.exit_code == 0, result.output
     assert "gqa ko: accuracy" in result.output and "protocol: official: GQA" in result.output
     scores = json.loads((tmp_path / "gqa" / "suite_scores.json").read_text())["benchmarks"]["gqa"]
     assert scores["ko"]["dataset"] == "world-gqa"
     # LLaVA question JSONL with gold answers, scored per question type
     result = CliRunner().invoke(app, ["eval", model, str(fast_run / "world"), "--format", "llava", "--questions",
-                                      "bench/en.jsonl", "--scoring", "exact_match", "--limit", "12",
+                                      "bench/en.jsonl", "-s", "scoring=exact_match", "-s", "limit=12",
                                       "--out-dir", str(tmp_path / "short")])
     assert result.exit_code == 0, result.output
     assert "llava en: accuracy (mean over types)" in result.output
@@ -146,7 +146,7 @@ def test_judge_pairwise_command(fast_run: Path, suite: tuple[dict, Path], tmp_pa
         questions.write_text("".join(lb.joinpath("questions.jsonl").read_text().splitlines(keepends=True)[:4]))
         result = CliRunner().invoke(app, ["judge", "pairwise", str(questions), str(mine), f"align={theirs}",
                                           "--images", str(fast_run / "world" / "images"), "--base-url",
-                                          server.base_url, "--model", MODEL_NAME, "--name", "instruct",
+                                          server.base_url, "-s", f"model={MODEL_NAME}", "--name", "instruct",
                                           "--out", str(tmp_path / "j")])
     assert result.exit_code == 0, result.output
     assert "| align | full | en |" in result.output

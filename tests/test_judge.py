@@ -150,8 +150,8 @@ def test_judge_review_command(small_world: Path, tmp_path: Path) -> None:  # noq
     predictions.write_text((folder / "answers_gpt4.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
     with ServerThread(create_app(WorldJudge(small_world), FaultConfig(rate_500=0.2, seed=5), (MODEL_NAME,))) as server:
         result = CliRunner().invoke(app, ["judge", "review", str(predictions), str(folder), "--base-url",
-                                          server.base_url, "--model", MODEL_NAME, "--images", files["images"],
-                                          "--out", str(tmp_path / "out"), "--concurrency", "2"])
+                                          server.base_url, "-s", f"model={MODEL_NAME}", "--images", files["images"],
+                                          "--out", str(tmp_path / "out"), "-s", "concurrency=2"])
         injected = server.stats.faults["500"]
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "review_summary.json").read_text())["ko"]

@@ -96,7 +96,7 @@ def ablation(
 # and `xllava judge` (review, pairwise) live in xllava.eval.commands (typer only at import).
 from xllava.eval import commands as _eval_cli  # noqa: E402
 
-app.command("eval")(_eval_cli.eval_command)
+app.command("eval", epilog=_eval_cli.EVAL_EPILOG)(_eval_cli.eval_command)
 app.add_typer(_eval_cli.judge_app, name="judge")
 
 

@@ -120,6 +120,10 @@ def field_lines(model: type[BaseModel], prefix: str = "") -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines += field_lines(annotation, f"{prefix}{name}.")
             continue
+        if info.is_required():
+            meaning = meanings.get(name) or (info.description or "")
+            lines.append(f"{prefix}{name} (required)" + (f": {meaning}" if meaning else ""))
+            continue
         default = info.get_default(call_default_factory=True)
         shown = yaml.safe_dump(default.model_dump(mode="json") if isinstance(default, BaseModel) else
                                _plain(default), default_flow_style=True, width=10_000).strip()

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import typer
 
+from xllava.cli_options import SetOpt, config_option, epilog
+from xllava.eval.suite_config import BenchmarkSpec, EvalConfig, JudgeConfig
+from xllava.overrides import apply_overrides, field_lines, read_yaml
+
 FORMATS = ("llava", "vqav2", "gqa", "pope", "mmbench", "llava-bench")
 
 
@@ -23,13 +27,44 @@ def _path(base: Path, value: str | None, what: str, default: str | None = None) 
     return path if path.is_absolute() else base / path
 
 
-def _judge_cfg(url: str | None, model: str | None, concurrency: int = 4):
-    from xllava.eval.judge import JudgeConfig
+def _judge_cfg(config: Path | None, overrides: list[str] | None, base_url: str | None):
+    """The judge: a JudgeConfig YAML or a recipe's `eval.judge`, then --set, then --base-url."""
+    tree = read_yaml(config) if config else {}
+    for section in ("eval", "judge"):
+        if isinstance(tree.get(section), dict):
+            tree = tree[section]
+    tree = apply_overrides(dict(tree), overrides, "judge")
+    if base_url:
+        tree["base_url"] = base_url
+    try:
+        cfg = JudgeConfig.model_validate(tree)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--config / --set") from None
+    if not cfg.base_url:
+        raise typer.BadParameter("the judge's endpoint is needed: --base-url URL (or base_url in --config)")
+    return cfg
 
-    fields = {"base_url": url, "concurrency": concurrency}
-    if model:
-        fields["model"] = model
-    return JudgeConfig(**fields)
+
+def _eval_config(fmt: str, paths: dict[str, str | None], config: Path | None, overrides: list[str] | None):
+    """EvalConfig of one benchmark: --config (an EvalConfig YAML or a recipe's `eval:`, its benchmark
+    list ignored), then each --set to the benchmark's field of that name, else to EvalConfig's."""
+    tree = read_yaml(config) if config else {}
+    tree = {k: v for k, v in tree.get("eval", tree).items() if k not in ("benchmarks", "only", "headline")}
+    spec: dict = {"format": fmt, **{k: v for k, v in paths.items() if v is not None}}
+    own = [o for o in overrides or [] if o.split("=", 1)[0].split(".")[0] in BenchmarkSpec.model_fields]
+    apply_overrides(spec, own)
+    apply_overrides(tree, [o for o in overrides or [] if o not in own], "eval")
+    try:
+        return EvalConfig.model_validate({**tree, "benchmarks": [spec]})
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--config / --set") from None
+
+
+EVAL_EPILOG = "\n".join([
+    "Benchmark fields for --set:", *field_lines(BenchmarkSpec)[1:],
+    "Eval fields for --config / --set (a recipe's `eval:` section works too):",
+    *[line for line in field_lines(EvalConfig) if line.split(" ")[0] not in ("benchmarks", "only", "headline")],
+])
 
 
 def eval_command(
@@ -38,9 +73,7 @@ def eval_command(
                                      help="the benchmark's folder (file options are relative to it)"),
     fmt: str = typer.Option(..., "--format", help="llava | vqav2 | gqa | pope | mmbench | llava-bench"),
     out_dir: Path = typer.Option(Path("eval-out"), help="predictions and scores go here"),
-    lang: str = typer.Option(None, help="the questions' language (default: detected per question)"),
-    limit: int = typer.Option(None, help="first N questions, taken in turn from each category"),
-    questions: str = typer.Option(None, help="questions file (JSONL, JSON or TSV)"),
+    questions: str = typer.Option(None, help="questions file (JSONL, JSON or TSV) or POPE folder"),
     annotations: str = typer.Option(None, help="VQAv2 annotations JSON; GQA questions JSON with the answers of a "
                                     "LLaVA question JSONL; POPE folder of coco_pope_{category}.json labels"),
     submission_questions: str = typer.Option(None, help="VQAv2 test-dev: the full test2015 questions JSON, so the "
@@ -48,41 +81,35 @@ def eval_command(
     images: str = typer.Option(None, help="image folder (default: BENCH_DIR; llava-bench: BENCH_DIR/images if there)"),
     context: str = typer.Option(None, help="LLaVA-Bench context JSONL (default context.jsonl)"),
     references: str = typer.Option(None, help="LLaVA-Bench reference answers (default answers_gpt4.jsonl)"),
-    dataset: str = typer.Option(None, help="dataset name kept with the scores, e.g. vqav2-testdev, pope, "
-                                "gqa-testdev-balanced (the report puts the paper's number beside a known one)"),
-    scoring: str = typer.Option("official", help="official (the benchmark's own scoring code; llava format: the "
-                                "paper's rule) or extended (xllava's multilingual reading; both are stored); "
-                                "llava format also exact_match (per category, with majority baselines)"),
-    post_prompt: str = typer.Option("default", help="default | short_answer | llava | none | any text"),
-    batch_size: int = typer.Option(32),
-    max_new_tokens: int = typer.Option(None, help="default 16, LLaVA-Bench 256"),
-    image_first: bool = typer.Option(True, help="<image> before the question (LLaVA's order) or after it"),
-    judge_url: str = typer.Option(None, help="OpenAI-compatible judge endpoint (…/v1); key from $OPENAI_API_KEY"),
-    judge_model: str = typer.Option(None, help="judge model name"),
+    config: Path = config_option("EvalConfig"),
+    overrides: list[str] = SetOpt,
 ) -> None:
-    """Evaluate a LLaVA directory on one public benchmark read from its published files."""
+    """Evaluate a LLaVA directory on one public benchmark read from its published files.
+
+    Settings are --set fields of the benchmark (scoring=official|extended|exact_match, languages=[ko],
+    limit, dataset, post_prompt, max_new_tokens) or of the eval stage (batch_size, image_first,
+    judge.base_url, judge.model, ...)."""
     from xllava.eval.stage import run_eval_stage
-    from xllava.eval.suite_config import BenchmarkSpec, EvalConfig
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
-    if fmt == "llava-bench" and not judge_url:
-        raise typer.BadParameter("llava-bench needs a judge: --judge-url (and --judge-model)")
     bench = fmt.replace("-", "_")
     default_questions = "questions.jsonl" if bench == "llava_bench" else None
     default_images = "images" if bench == "llava_bench" and (bench_dir / "images").is_dir() else "."
-    spec = BenchmarkSpec(
-        format=bench, questions=str(_path(bench_dir, questions, "questions", default_questions)),
-        images=str(_path(bench_dir, images, "images", default_images)), dataset=dataset, scoring=scoring,
-        annotations=str(_path(bench_dir, annotations, "annotations")) if annotations else None,
-        submission_questions=str(_path(bench_dir, submission_questions, "submission-questions"))
+    paths = {
+        "questions": str(_path(bench_dir, questions, "questions", default_questions)),
+        "images": str(_path(bench_dir, images, "images", default_images)),
+        "annotations": str(_path(bench_dir, annotations, "annotations")) if annotations else None,
+        "submission_questions": str(_path(bench_dir, submission_questions, "submission-questions"))
         if submission_questions else None,
-        context=str(_path(bench_dir, context, "context", "context.jsonl")) if bench == "llava_bench" else None,
-        references=str(_path(bench_dir, references, "references", "answers_gpt4.jsonl"))
+        "context": str(_path(bench_dir, context, "context", "context.jsonl")) if bench == "llava_bench" else None,
+        "references": str(_path(bench_dir, references, "references", "answers_gpt4.jsonl"))
         if bench == "llava_bench" else None,
-        languages=[lang] if lang else None, post_prompt=post_prompt, limit=limit, max_new_tokens=max_new_tokens)
-    cfg = EvalConfig(benchmarks=[spec], batch_size=batch_size, image_first=image_first,
-                     judge=_judge_cfg(judge_url, judge_model))
+    }
+    cfg = _eval_config(bench, paths, config, overrides)
+    spec = cfg.benchmarks[0]
+    if bench == "llava_bench" and not cfg.judge.base_url:
+        raise typer.BadParameter("llava-bench needs a judge: --set judge.base_url=URL (and judge.model)")
     results = run_eval_stage(cfg, model_dir, Path.cwd(), out_dir)
     for code, s in results["benchmarks"][spec.key].items():
         extra = f"  failed judgements: {s['failed']}" if "failed" in s else ""
@@ -109,16 +136,16 @@ def _answers(path: Path) -> dict[str, str]:
     return {str(row["question_id"]): str(row.get("text", "")) for _, row in read_jsonl_rows(path)}
 
 
-@judge_app.command("review")
+@judge_app.command("review", epilog=epilog(JudgeConfig))
 def review_command(
     predictions: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL {question_id, text}"),
     bench_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="LLaVA-Bench folder"),
-    base_url: str = typer.Option(..., help="judge endpoint (…/v1)"),
-    model: str = typer.Option(None, help="judge model"),
+    base_url: str = typer.Option(None, help="judge endpoint (…/v1); same as --set base_url=..."),
     images: str = typer.Option(None, help="image folder (default BENCH_DIR/images or BENCH_DIR)"),
     lang: str = typer.Option(None, help="question language (default: detected)"),
     out: Path = typer.Option(Path("judge-out"), help="judgements and summary go here"),
-    concurrency: int = typer.Option(4),
+    config: Path = config_option("JudgeConfig"),
+    overrides: list[str] = SetOpt,
     mode: str = typer.Option("official", help="official (LLaVA-1.5's published rule, parsing and summary) or "
                              "extended (xllava's prompts, Korean rule, failed judgements excluded)"),
     questions: str = typer.Option("questions.jsonl", help="questions file in BENCH_DIR (COCO: qa90_questions.jsonl)"),
@@ -137,7 +164,7 @@ def review_command(
     missing = [it.question_id for it in items if it.question_id not in answers]
     if missing:
         raise typer.BadParameter(f"{predictions}: no answer for question ids {missing[:5]}")
-    cfg = _judge_cfg(base_url, model, concurrency)
+    cfg = _judge_cfg(config, overrides, base_url)
     by_lang: dict[str, list] = defaultdict(list)
     for it in items:
         by_lang[it.lang].append(it)
@@ -150,17 +177,17 @@ def review_command(
                    f"{s['prompt_version']})")
 
 
-@judge_app.command("pairwise")
+@judge_app.command("pairwise", epilog=epilog(JudgeConfig))
 def pairwise_command(
     questions: Path = typer.Argument(..., exists=True, dir_okay=False, help="LLaVA question JSONL"),
     candidate: Path = typer.Argument(..., exists=True, dir_okay=False, help="candidate answers JSONL"),
     opponents: list[str] = typer.Argument(..., help="NAME=ANSWERS_JSONL, one per opponent"),
-    base_url: str = typer.Option(..., help="judge endpoint (…/v1)"),
-    model: str = typer.Option(None, help="judge model"),
+    base_url: str = typer.Option(None, help="judge endpoint (…/v1); same as --set base_url=..."),
     images: Path = typer.Option(None, help="image folder (default: the questions file's folder)"),
     name: str = typer.Option("candidate", help="the candidate's name in the table"),
     out: Path = typer.Option(Path("judge-out"), help="judgements, table and plot go here"),
-    concurrency: int = typer.Option(4),
+    config: Path = config_option("JudgeConfig"),
+    overrides: list[str] = SetOpt,
 ) -> None:
     """Pairwise preference, both answer orders: win/tie/lose per opponent and language, with a plot."""
     from xllava.eval.judge import make_client, pairwise
@@ -169,7 +196,7 @@ def pairwise_command(
 
     items = load_llava_questions(questions, images or questions.parent)
     mine = _answers(candidate)
-    cfg = _judge_cfg(base_url, model, concurrency)
+    cfg = _judge_cfg(config, overrides, base_url)
     by_lang: dict[str, list] = defaultdict(list)
     for it in items:
         by_lang[it.lang].append(it)
