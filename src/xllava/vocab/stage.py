@@ -115,7 +115,12 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
         fails += [f"AutoTokenizer: {x!r}" for x in roundtrip_failures(
             lambda x: auto(x, add_special_tokens=False)["input_ids"],
             lambda ids: auto.decode(ids, skip_special_tokens=True))]
+        # every base token, added and reserved special tokens included, keeps its id in plain transformers
+        auto_vocab = auto.get_vocab()
+        moved = [t for t, i in base.get_vocab(with_added_tokens=True).items() if auto_vocab.get(t) != i]
     dead = unreachable(expanded, added, bytelevel)
+    if saved_dir is None:
+        moved = [t for t, i in base.get_vocab(with_added_tokens=True).items() if expanded.token_to_id(t) != i]
     return {
         "family": "bytelevel" if bytelevel else "sentencepiece",
         "base_size": base.get_vocab_size(with_added_tokens=True),
@@ -125,6 +130,8 @@ def report_tokenizers(base: Tokenizer, expanded: Tokenizer, added: list[Added], 
         "unreachable": len(dead),
         "unreachable_examples": [a.token for a in dead[:10]],
         "roundtrip_failures": fails,
+        "moved_ids": len(moved),
+        "moved_examples": moved[:5],
         "metrics": metrics,
     }
 
@@ -135,7 +142,8 @@ class ExpansionError(ValueError):
 
 def check_expansion(base: Tokenizer, expanded: Tokenizer, heldout: dict[str, list[str]], figures: dict) -> None:
     """Every held-out text the base tokenizer gives back exactly must come back exactly from the
-    expanded one; the edge cases must round-trip; no added token may be unreachable."""
+    expanded one; the edge cases must round-trip; every base token keeps its id; no added token
+    may be unreachable."""
     problems = []
     for lang, texts in heldout.items():
         b = base.encode_batch(list(texts), add_special_tokens=False)
@@ -147,6 +155,8 @@ def check_expansion(base: Tokenizer, expanded: Tokenizer, heldout: dict[str, lis
             problems.append(f"{len(lost)} held-out {lang} texts no longer round-trip (e.g. {lost[0][:80]!r})")
     if figures["roundtrip_failures"]:
         problems.append(f"edge cases that do not round-trip: {figures['roundtrip_failures'][:3]}")
+    if figures.get("moved_ids"):
+        problems.append(f"{figures['moved_ids']} base tokens have other ids (e.g. {figures['moved_examples']})")
     if figures["unreachable"]:
         problems.append(f"{figures['unreachable']} added tokens are never produced "
                         f"(e.g. {figures['unreachable_examples'][:3]})")
