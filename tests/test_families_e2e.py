@@ -5,9 +5,7 @@ by plain transformers, whose chat template + greedy generate give xllava's own a
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from xllava.model.towers import shaped_vision_config
 from xllava.train.stage import train_stage
 from xllava.vocab.config import VocabConfig
 from xllava.vocab.ids import next_free_id
-from xllava.vocab.stage import run_vocab_stage
+from xllava.vocab.stage import corpus_texts, run_vocab_stage, target_pieces
 
 # family -> (real tokenizer, architecture classes, tower shape)
 ARCHS = {
@@ -53,19 +51,15 @@ ARCHS = {
 }
 IMAGE_TOKENS = {"clip-vit-large-patch14-336": 576, "siglip-so400m-patch14-384": 729}
 QUESTIONS = ["이 그림에는 무엇이 있나요?", "What colour is the square?"]
-# Each family takes one to two minutes on 2 cores, so a run does two of them (one byte-level BPE with
-# one tower, one SentencePiece-style with the other), rotating by day so every family comes up
-# within three days; XLLAVA_E2E_FAMILIES=all (or a comma list) runs the ones asked for.
-PAIRS = [("llama3", "mistral"), ("qwen3", "gemma3"), ("qwen2", "vicuna_v1")]
 
 
-def selected() -> set[str]:
-    asked = os.environ.get("XLLAVA_E2E_FAMILIES", "")
-    if asked == "all":
-        return set(ARCHS)
-    if asked:
-        return {f.strip() for f in asked.split(",")}
-    return set(PAIRS[datetime.date.today().toordinal() % len(PAIRS)])
+@pytest.fixture(scope="module")
+def korean_pieces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Korean pieces learned once (SentencePiece on a slice of the shipped corpus) for every family."""
+    out = tmp_path_factory.mktemp("pieces")
+    cfg = VocabConfig(n_pieces=1500, max_train_chars=300_000)
+    target_pieces(cfg, corpus_texts(cfg)[0], out)
+    return out / "pieces.txt"
 
 
 def tiny_lm(family: str, tok_dir: Path, out: Path) -> Path:
@@ -114,13 +108,12 @@ def plain_transformers_answers(model_dir: Path, images: list[Path]) -> list[tupl
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(ARCHS))
-def test_family_end_to_end(family: str, tmp_path: Path) -> None:
-    if family not in selected():
-        pytest.skip(f"not in this run's pair {sorted(selected())} (XLLAVA_E2E_FAMILIES=all runs every family)")
+def test_family_end_to_end(family: str, korean_pieces: Path, tmp_path: Path) -> None:
     tok_key, _, model_class, shape = ARCHS[family]
     tok_dir = real_tokenizer_dir(tok_key)
     llm = tiny_lm(family, tok_dir, tmp_path / "llm")
-    vocab = run_vocab_stage(VocabConfig(n_pieces=1500, max_added=300, eval_languages=["ko", "en"], eval_limit=20), llm, tmp_path / "vocab")
+    vocab = run_vocab_stage(VocabConfig(pieces_file=str(korean_pieces), max_added=300, eval_languages=["ko", "en"],
+                                       eval_limit=20), llm, tmp_path / "vocab")
     assert vocab["added"] > 0 and vocab["unreachable"] == 0
     expanded = Path(vocab["model_dir"])
 
