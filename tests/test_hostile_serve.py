@@ -118,11 +118,15 @@ def test_decoder_errors_carry_no_paths(client):
 
 
 def test_text_over_the_character_bound_is_refused_before_tokenising(client, served, fast_run):
-    text = "a" * 3_000_000  # 3 MB: tokenising it would take seconds
+    text = "a" * 3_000_000  # 3 MB without an image: refused from the body's size, before parsing
     t0 = time.monotonic()
     err = refused(client, ask(None, text))
+    assert err.status_code == 400 and err.code == "context_length_exceeded" and "without an image" in err.message
+    # with an image the body may be large: the text is refused by its characters, before tokenising
+    image = data_url(world_images(fast_run)[0])
+    err = refused(client, ask(image, text))
     assert err.status_code == 400 and err.code == "context_length_exceeded" and "characters" in err.message
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 30  # what it guards: tokenising 40 MB took 94 s
     # a text under the character bound but over the token limit still gets the token-count refusal
     err = refused(client, ask(None, "안녕 " * 400))
     assert err.status_code == 400 and "tokens" in err.message
@@ -146,6 +150,10 @@ def test_absurd_json_is_400_not_500(served, client, fast_run):
     nested = {"messages": msgs, "tools": [json.loads("[" * 900 + "]" * 900)]}
     status, body = post(served, json.dumps(nested).encode())
     assert status == 400
+    # a million tiny objects within the byte limit: refused before they are built
+    many = {"messages": ask(data_url(world_images(fast_run)[0]), "hi"), "user": [{}] * 1_000_000}
+    status, body = post(served, json.dumps(many).encode())
+    assert status == 400 and "JSON objects and arrays" in body["error"]["message"]
     assert_alive(client, fast_run)
 
 
