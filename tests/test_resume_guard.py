@@ -32,16 +32,22 @@ def pipeline(run: Path, *sets: str) -> Pipeline:
     return Pipeline(fast_recipe(run, *CKPT, *sets), log=lambda _: None)
 
 
-@pytest.fixture
-def run(fast_run: Path, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def trained(fast_run: Path, tmp_path_factory) -> Path:
     """A copy of the fast run whose instruct stage was retrained with checkpoints every 2 steps,
     then left as a killed run leaves it: checkpoints, no manifest."""
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("guard") / "run"
     shutil.copytree(fast_run, run)
     pipeline(run).run(only=["instruct"])
     assert not (run / "instruct.next").exists()
     (run / "instruct" / "manifest.json").unlink()
     return run
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    """A fresh copy of `trained` for each test to damage."""
+    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 def checkpoints(run: Path) -> Path:
