@@ -107,6 +107,12 @@ def test_every_kind_of_damage_is_named(run: Path, tmp_path: Path) -> None:
         "flipped", lambda c: _flip_byte(c / "optimizer.pt"))
     assert f"{MARKER} is missing" in damaged("no-marker", lambda c: (c / MARKER).unlink())
     assert resume_point(source.parent, identity, "instruct") == str(source)
+    # a redone upstream stage (another hash) refuses too, naming it
+    started_from = json.loads((source / MARKER).read_text())["started_from"]
+    assert started_from["upstream"], started_from  # the pipeline recorded the upstream stages' hashes
+    other = {**started_from, "upstream": {k: "0" * 16 for k in started_from["upstream"]}}
+    with pytest.raises(ResumeRefused, match=r"started from: upstream\.\w+: '[0-9a-f]+' in the checkpoint"):
+        resume_point(source.parent, identity, "instruct", other)
 
 
 def _flip_byte(path: Path) -> None:
