@@ -4,7 +4,8 @@ Starts the server as bench/serve.py does (the fast tiny model, built once), with
 then sends, one kind at a time:
 
 - the thin image: a 1 x 20000 PNG of 157 bytes (few pixels; the processor would scale it up);
-- the near-limit text body: one text part just under the 48 MB body limit;
+- the near-limit text body: one text part just under the 48 MB body limit, and the same text with
+  a small image (so that it is parsed as JSON);
 - a decompression bomb: a 30000 x 30000 PNG of about 100 kB;
 - the largest image the default pixel cap lets through (4000 x 4000, a few kB of PNG) - allowed, shown
   for scale;
@@ -93,8 +94,9 @@ def post(base: str, body: bytes, timeout: float = 600) -> tuple[int, dict | None
 
 
 def chat(content: list[dict] | str, max_tokens: int = 8) -> bytes:
+    # sampled with a fixed seed: the fast model's greedy answer is often empty, a seeded one is text
     return json.dumps({"model": "xllava", "messages": [{"role": "user", "content": content}],
-                       "max_tokens": max_tokens, "temperature": 0}).encode()
+                       "max_tokens": max_tokens, "temperature": 1.0, "seed": 7}).encode()
 
 
 def with_image(url: str, text: str = "Describe the picture.") -> list[dict]:
@@ -207,6 +209,7 @@ def main() -> None:
         hostile = [
             ("thin image 1x20000", chat(with_image(png_url(thin_png())))),
             (f"text body {len(near_limit) / MIB:.1f} MiB", near_limit),
+            ("text body + image", chat(with_image(image, "a" * (48 * MIB - 4096 - len(image))))),
             ("bomb 30000x30000", chat(with_image(png_url(bomb_png())))),
         ]
         results = {label: measure(pid, base, label, body) for label, body in hostile}

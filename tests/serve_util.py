@@ -40,8 +40,9 @@ def data_url(image: Path | Image.Image, fmt: str = "PNG") -> str:
 
 
 @contextmanager
-def running_server(model_dir: Path, **settings) -> Iterator[str]:
-    """Serve model_dir on 127.0.0.1 (a free port); yield the base URL (without /v1)."""
+def running_server(model_dir: Path, log_level: str = "warning", **settings) -> Iterator[str]:
+    """Serve model_dir on 127.0.0.1 (a free port); yield the base URL (without /v1). log_level "info"
+    turns uvicorn's access log on."""
     import torch
     import uvicorn
 
@@ -53,7 +54,7 @@ def running_server(model_dir: Path, **settings) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -34,7 +34,7 @@ def test_kill_during_stage_two_then_resume(tmp_path: Path) -> None:
     checkpoints = tmp_path / "instruct" / "checkpoints"
     deadline = time.time() + 600
     while time.time() < deadline and first.poll() is None:
-        if (checkpoints / "checkpoint-8" / "trainer_state.json").exists():
+        if (checkpoints / "checkpoint-8" / "xllava-checkpoint.json").exists():  # its completion marker, written last
             break
         time.sleep(0.05)
     assert first.poll() is None, "the run ended before it could be interrupted:\n" + first.stdout.read().decode()[-3000:]

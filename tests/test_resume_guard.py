@@ -32,16 +32,22 @@ def pipeline(run: Path, *sets: str) -> Pipeline:
     return Pipeline(fast_recipe(run, *CKPT, *sets), log=lambda _: None)
 
 
-@pytest.fixture
-def run(fast_run: Path, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def trained(fast_run: Path, tmp_path_factory) -> Path:
     """A copy of the fast run whose instruct stage was retrained with checkpoints every 2 steps,
     then left as a killed run leaves it: checkpoints, no manifest."""
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("guard") / "run"
     shutil.copytree(fast_run, run)
     pipeline(run).run(only=["instruct"])
     assert not (run / "instruct.next").exists()
     (run / "instruct" / "manifest.json").unlink()
     return run
+
+
+@pytest.fixture
+def run(trained: Path, tmp_path: Path) -> Path:
+    """A fresh copy of `trained` for each test to damage."""
+    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 def checkpoints(run: Path) -> Path:
@@ -101,6 +107,12 @@ def test_every_kind_of_damage_is_named(run: Path, tmp_path: Path) -> None:
         "flipped", lambda c: _flip_byte(c / "optimizer.pt"))
     assert f"{MARKER} is missing" in damaged("no-marker", lambda c: (c / MARKER).unlink())
     assert resume_point(source.parent, identity, "instruct") == str(source)
+    # a redone upstream stage (another hash) refuses too, naming it
+    started_from = json.loads((source / MARKER).read_text())["started_from"]
+    assert started_from["upstream"], started_from  # the pipeline recorded the upstream stages' hashes
+    other = {**started_from, "upstream": {k: "0" * 16 for k in started_from["upstream"]}}
+    with pytest.raises(ResumeRefused, match=r"started from: upstream\.\w+: '[0-9a-f]+' in the checkpoint"):
+        resume_point(source.parent, identity, "instruct", other)
 
 
 def _flip_byte(path: Path) -> None:

@@ -56,7 +56,7 @@ def derive(
     out: Path = typer.Option(None, help="training file (default OUT_DIR/mvif.jsonl)"),
     store: str = typer.Option("store.jsonl", help="store file name inside OUT_DIR"),
 ) -> None:
-    """Derive the LLaVA-format training JSONL from a store (latest record per key, accepted items)."""
+    """Derive the LLaVA-format training JSONL from a store (newest successful record per key, accepted items)."""
     from xllava.datagen.derive import derive_training_set
 
     result = derive_training_set(out_dir / store, out or out_dir / "mvif.jsonl", image_root)

@@ -1,6 +1,7 @@
 """The training set derived from the store: LLaVA conversation JSONL with `lang`, `task`, `teacher`.
 
-Each accepted item of each finished record becomes one record per language. The output is sorted
+Each accepted item of the newest successful record of each key becomes one record per language (a
+later failed attempt at a key does not take its answer away). The output is sorted
 (image, task, key, item, language), so it does not depend on the order in which requests finished,
 and a resumed run derives the same file as an uninterrupted one. Items that repeat an earlier item of
 the same image (exactly or nearly) in another record are dropped here and counted.

@@ -21,8 +21,9 @@ from transformers.trainer_callback import ProgressCallback, TrainerState
 from xllava.io import atomic_directory
 from xllava.lm.config import LmConfig
 from xllava.train.arguments import training_arguments
+from xllava.train.checkpoints import CompletionMarker, resume_point, stage_identity
 from xllava.train.fused_lora import lora_fused
-from xllava.train.stage import last_complete_checkpoint, trainer_adamw
+from xllava.train.stage import trainer_adamw
 
 
 def base_vocab_size(llm_dir: Path) -> int | None:
@@ -144,12 +145,15 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
     model = prepare_model(model, cfg, n_base)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     args = training_arguments(cfg, out_dir)
+    # the newest intact checkpoint trained under this config (a changed one refuses, naming the fields)
+    identity = stage_identity(cfg)
+    checkpoint = resume_point(Path(args.output_dir), identity, "lm")
     seq_len = max(len(b) for b in dataset.packed.blocks)
     speed = TokensPerSecond(cfg.batch_size * seq_len)
-    trainer = LmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[speed],
+    trainer = LmTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
+                        callbacks=[speed, CompletionMarker(identity)],
                         embedding_lr=cfg.embedding_lr if cfg.mode == "lora" else None)
     speed.bar_owner = next((c for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)), None)
-    checkpoint = last_complete_checkpoint(Path(args.output_dir))
     t0 = time.perf_counter()
     done = _finished_state(checkpoint)
     fused = 0

@@ -65,6 +65,8 @@ class Server:
                              cfg.retry_after_s)
         # no prompt within max_prompt_tokens holds more characters than this (limits.py)
         self.max_text_chars = cfg.max_prompt_tokens * longest_token_chars(self.processor.tokenizer)
+        # a body without images is text and structure: JSON writes a character in at most 12 bytes
+        self.text_body_limit = 12 * self.max_text_chars + (1 << 20)
         gen = self.model.generation_config
         # a request without `temperature` gets the model's own default (greedy for ours), as vLLM does
         self.default_temperature = float(gen.temperature or 1.0) if gen.do_sample else 0.0
@@ -166,7 +168,7 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
     async def chat_completions(request: Request):
         authorize(request)
         server.engine.check_room()  # a full queue is refused before the body is read
-        req = protocol.parse_request(await _read_body(request, cfg.max_body_bytes))
+        req = protocol.parse_request(await _read_text(request, cfg.max_body_bytes, server.text_body_limit))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -197,19 +199,28 @@ def create_app(model_dir: Path, cfg: ServeConfig | None = None) -> FastAPI:
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes `limit` bytes (before it is all in memory)."""
+async def _read_text(request: Request, limit: int, text_limit: int) -> str:
+    """The request body as text, refused with 413 once it passes `limit` bytes (before it is all in
+    memory), and with 400 when it holds no image and is longer than any prompt's text can be.
+
+    Memory: the body is read into one buffer (no list of chunks joined into a second copy) and only
+    the decoded text outlives this function, so parsing it holds two copies at most, not three."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {declared} bytes, more than the limit of {limit}",
                        code="request_too_large")
-    chunks, size = [], 0
+    body = bytearray()
     async for part in request.stream():
-        size += len(part)
-        if size > limit:
+        if len(body) + len(part) > limit:
             raise ApiError(413, f"request body is more than the limit of {limit} bytes", code="request_too_large")
-        chunks.append(part)
-    return b"".join(chunks)
+        body += part
+    if len(body) > text_limit and b'"image_url"' not in body:
+        raise ApiError(400, f"request body is {len(body)} bytes without an image: more text than any prompt within "
+                       "this server's token limit can hold", "messages", "context_length_exceeded")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"request body is not valid UTF-8 (byte {e.start})", code="invalid_json") from None
 
 
 async def _final_event(events: asyncio.Queue[Event], request: Request) -> Event | None:

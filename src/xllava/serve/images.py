@@ -102,7 +102,9 @@ def _decode(raw: bytes, cfg: ServeConfig, param: str) -> Image.Image:
                        param, "image_too_large")
     check_aspect_ratio(w, h, cfg, param)
     try:
-        return im.convert("RGB")
+        im.load()
+        # convert() copies even an RGB image: one full-size copy fewer for the common case
+        return im if im.mode == "RGB" else im.convert("RGB")
     except Exception as e:
         raise ApiError(400, f"could not decode image: {_reason(e)}", param, "invalid_image") from None
 

@@ -82,8 +82,18 @@ class ChatRequest(_Lenient):
         return stops
 
 
-def parse_request(raw: bytes) -> ChatRequest:
-    """Bytes of a request body to a ChatRequest, or a 400 that names the offending field."""
+# A request holds a few messages and parts; a body of a million tiny objects (within the byte limit)
+# would cost hundreds of megabytes as Python objects. Counted on the raw bytes before parsing (a
+# brace inside a text counts too: no text within the prompt limits holds this many).
+MAX_JSON_CONTAINERS = 100_000
+
+
+def parse_request(raw: bytes | str) -> ChatRequest:
+    """A request body to a ChatRequest, or a 400 that names the offending field."""
+    containers = raw.count(b"{" if isinstance(raw, bytes) else "{") + raw.count(b"[" if isinstance(raw, bytes) else "[")
+    if containers > MAX_JSON_CONTAINERS:
+        raise ApiError(400, f"request body holds {containers} JSON objects and arrays, more than the "
+                       f"{MAX_JSON_CONTAINERS} any chat request needs", code="invalid_json")
     try:
         data = json.loads(raw)
     except RecursionError:

@@ -276,9 +276,9 @@ def train_stage(
     """Train one stage into stage_dir, resuming from its newest intact checkpoint trained under the
     same config (`started_from`: what else the stage depends on, recorded with each checkpoint)."""
     started = time.time()
-    identity = stage_identity(cfg, started_from)
+    identity = stage_identity(cfg)
     # before anything is loaded: a refused resume or a damaged checkpoint shows at once
-    checkpoint = resume_point(stage_dir / "checkpoints", identity, stage_name)
+    checkpoint = resume_point(stage_dir / "checkpoints", identity, stage_name, started_from)
     model, processor = load_llava(init_dir)
     if cfg.llm_attention is not None:
         model.set_attn_implementation({"text_config": cfg.llm_attention})
@@ -323,7 +323,7 @@ def train_stage(
         data_collator=collator,
         stage=cfg,
         lengths=dataset.lengths,
-        callbacks=[CompletionMarker(identity)],
+        callbacks=[CompletionMarker(identity, started_from)],
     )
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
