@@ -123,16 +123,28 @@ class TrainStageConfig(Strict):
     save_steps: int = 50
     logging_steps: int = 5
     # speed levers (each can be switched off to measure it)
-    feature_cache: bool = True  # cache frozen vision features per image
+    # cache frozen vision features per image; None (auto): on unless the cache would be large
+    # (xllava.train.features.cache_by_default) or ZeRO-3 partitions the tower
+    feature_cache: bool | None = None
     group_by_length: bool = True  # batches of similar real token length
     supervised_logits_only: bool = True  # LM head (and a Llama-layout last layer) only where a label is
     # the LLM's attention kernel in training; None keeps the model's (sdpa). On CPU, eager is faster
     # for short sequences of small heads (tiny recipe: 0.19 -> 0.16 s a step, 128 x 34 tokens, 16-dim heads)
-    llm_attention: Literal["sdpa", "eager"] | None = None
+    # flash_attention_2 needs the flash-attn package and a CUDA device
+    llm_attention: Literal["sdpa", "eager", "flash_attention_2"] | None = None
     dataloader_workers: int = 0
     # memory levers for large models (xllava.scale plans them)
     gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU supports it, else fp32
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the GPU supports it, else fp32
+    # cuda fails fast where there is none; auto takes CUDA where present; cpu forces the CPU
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    max_grad_norm: float = 1.0  # 0 turns clipping off (LLaVA-1.5's DeepSpeed runs clip nothing)
+    # LLaVA's stage-1 `plain` format: the image, then the caption, then the end token, no template
+    # and no instruction; `chat` renders the family's chat template
+    format: Literal["chat", "plain"] = "chat"
+    # how group_by_length groups: `megabatch` sorts within mega-batches of 50 global batches
+    # (transformers), `llava` sorts within each global batch and deals one long sample per rank (LLaVA-1.5)
+    length_grouping: Literal["megabatch", "llava"] = "megabatch"
 
     def sources(self) -> list[DataSource]:
         return [DataSource(path=d, image_root=self.image_root) if isinstance(d, str)
