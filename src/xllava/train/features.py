@@ -56,6 +56,31 @@ def image_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
 
 
+# Past these the cache stops paying: a large tower is a small share of a large model's FLOPs (CLIP-L
+# is ~1% at 13B), and a large file is loaded whole by every rank (LLaVA-558K at 576 x 1024 in bf16
+# is 0.6 TiB). Either one turns the default (feature_cache unset) off.
+LARGE_TOWER_PARAMS = 100_000_000
+LARGE_CACHE_BYTES = 8 * 2**30
+
+
+def cache_bytes(model_config, n_images: int, bytes_per_value: int = 2) -> int:
+    """What the cache of n_images would hold: tokens x feature width per image."""
+    vision = model_config.vision_config
+    layers = model_config.vision_feature_layer
+    width = vision.hidden_size * (1 if isinstance(layers, int) else len(layers))
+    return n_images * model_config.image_seq_length * width * bytes_per_value
+
+
+def tower_params(model_config) -> int:
+    """A ViT's weights from its shape: attention (4 h^2) and MLP (2 h i) per layer."""
+    v = model_config.vision_config
+    return v.num_hidden_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
+
+
+def cache_by_default(model_config, n_images: int) -> bool:
+    return tower_params(model_config) < LARGE_TOWER_PARAMS and cache_bytes(model_config, n_images) < LARGE_CACHE_BYTES
+
+
 class FeatureCache:
     """Features of a fixed list of images, row i = image i."""
 
@@ -75,6 +100,7 @@ class FeatureCache:
         folder: Path,
         batch_size: int = 64,
         write: bool = True,
+        device: torch.device | str | None = None,
     ) -> FeatureCache:
         """The features of `images`, from this tower's cache file in `folder` where it has them.
 
@@ -82,7 +108,9 @@ class FeatureCache:
         run: stage 1 and stage 2 over the same images (the embedded world's) run the tower once.
         Images the file lacks are computed and the file is rewritten with them (atomically). Under
         several processes only rank 0 writes (write=True) and the others load after it
-        (write=False); a reader that finds rows missing fails rather than write a second copy."""
+        (write=False); a reader that finds rows missing fails rather than write a second copy.
+        The tower runs on `device` (the accelerator: the tower moves there, as training would move it)
+        in the model's dtype, and the features are stored in that dtype."""
         layers = "_".join(str(x) for x in _feature_layers(model))
         selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
         path = Path(folder) / f"vision-{selection}.safetensors"
@@ -96,6 +124,8 @@ class FeatureCache:
                     "the run directory must be on a filesystem that every node shares"
                 )
             path_of = dict(zip(digests, images, strict=True))  # any path of the same bytes will do
+            if device is not None:
+                model.model.vision_tower.to(device)
             new = _features(model, image_processor, [path_of[d] for d in missing], batch_size)
             stored = torch.cat([stored, new]) if row_of else new
             row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
@@ -138,6 +168,8 @@ def _features(model: LlavaForConditionalGeneration, image_processor, images: lis
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="vision feature cache", unit="batch"):
         pixels = load_pixels(image_processor, images[start : start + batch_size])
-        chunks.append(select_features(model, pixels.to(model.dtype)).float())
+        tower = model.model.vision_tower
+        pixels = pixels.to(device=next(tower.parameters()).device, dtype=model.dtype)
+        chunks.append(select_features(model, pixels).cpu())
     model.train(was_training)
     return torch.cat(chunks)
