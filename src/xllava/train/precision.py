@@ -90,3 +90,15 @@ def upcast_trainable(model: torch.nn.Module) -> int:
             param.data = param.data.float()
             cast += 1
     return cast
+
+
+def cast_unpartitioned(model: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Every weight to `dtype` for DeepSpeed, which wants one dtype: peft creates LoRA adapters in
+    fp32 after the model was loaded in bf16 (under zero.Init those adapters are the only weights not
+    yet partitioned, and ZeRO-3 refuses a mix). Returns how many tensors were cast."""
+    cast = 0
+    for param in model.parameters():
+        if not hasattr(param, "ds_id") and param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+            cast += 1
+    return cast

@@ -46,6 +46,7 @@ from xllava.train.fused_lora import lora_fused
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
 from xllava.train.precision import (
+    cast_unpartitioned,
     check_attention,
     check_deepspeed,
     resolve_precision,
@@ -451,8 +452,10 @@ def train_stage(
     collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
     set_seed(cfg.seed)  # LoRA's initial weights: the same on every rank and in every run
     model, trained = configure_trainable(model, cfg)
-    if zero is None:  # autocast's fp32 master weights; DeepSpeed keeps its own
+    if zero is None:  # autocast's fp32 master weights
         upcast_trainable(model)
+    else:  # DeepSpeed keeps its own fp32 masters of one-dtype weights
+        cast_unpartitioned(model, dtype)
     model.config.text_config.use_cache = False  # no KV cache in training (save_llava turns it back on)
 
     trainer = LlavaStageTrainer(
