@@ -95,3 +95,17 @@ def test_plain_format_rejects_what_is_not_a_caption(bad: str) -> None:
         encode_plain([s], tok, image_id, N_IMAGE, 512)
     assert (err.value.file, err.value.line) == ("data.jsonl", 7)
     assert err.value.field == ("image" if bad == "text-only" else "conversations")
+
+
+def test_pad_to_square_keeps_the_whole_image() -> None:
+    from PIL import Image
+
+    from xllava.train.features import pad_to_square
+
+    mean = [0.48145466, 0.4578275, 0.40821073]
+    wide = Image.new("RGB", (60, 20), (255, 0, 0))
+    square = pad_to_square(wide, mean)
+    assert square.size == (60, 60)
+    assert square.getpixel((30, 30)) == (255, 0, 0)  # the image, centred
+    assert square.getpixel((30, 5)) == (123, 117, 104) == square.getpixel((30, 55))  # mean colour above and below
+    assert pad_to_square(Image.new("RGB", (8, 8)), mean).size == (8, 8)

@@ -142,6 +142,9 @@ class TrainStageConfig(Strict):
     # LLaVA's stage-1 `plain` format: the image, then the caption, then the end token, no template
     # and no instruction; `chat` renders the family's chat template
     format: Literal["chat", "plain"] = "chat"
+    # `pad`: each image centred on a square of the processor's mean colour before the processor
+    # resizes and crops (LLaVA-1.5's stage 2); `crop`: the processor's resize and centre crop alone
+    image_aspect_ratio: Literal["crop", "pad"] = "crop"
     # how group_by_length groups: `megabatch` sorts within mega-batches of 50 global batches
     # (transformers), `llava` sorts within each global batch and deals one long sample per rank (LLaVA-1.5)
     length_grouping: Literal["megabatch", "llava"] = "megabatch"

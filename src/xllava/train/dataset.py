@@ -168,6 +168,7 @@ class LlavaCollator:
     images: list[Path]
     image_processor: object
     cache: FeatureCache | None = None  # when set, batches carry features instead of pixels
+    pad: bool = False  # pad each image to a square first (LLaVA-1.5's image_aspect_ratio: pad)
 
     def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         rows_ids = [_expanded(np.asarray(b["input_ids"]), b.get("image_at", -1), b.get("image_tokens", 1))
@@ -189,5 +190,5 @@ class LlavaCollator:
             if self.cache is not None:
                 out["image_features"] = self.cache.rows(rows)
             else:
-                out["pixel_values"] = load_pixels(self.image_processor, [self.images[r] for r in rows])
+                out["pixel_values"] = load_pixels(self.image_processor, [self.images[r] for r in rows], self.pad)
         return out

@@ -35,11 +35,24 @@ def _feature_layers(model: LlavaForConditionalGeneration) -> list[int]:
     return [layers] if isinstance(layers, int) else list(layers)
 
 
-def load_pixels(image_processor, paths: list[Path]) -> torch.Tensor:
+def pad_to_square(image: Image.Image, mean: list[float]) -> Image.Image:
+    """LLaVA-1.5's `image_aspect_ratio: pad`: the image centred on a square of the processor's mean
+    colour, so the processor's centre crop then cuts nothing off."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), tuple(int(round(255 * m)) for m in mean))
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+def load_pixels(image_processor, paths: list[Path], pad: bool = False) -> torch.Tensor:
     images = []
     for path in paths:
         with Image.open(path) as im:
-            images.append(im.convert("RGB"))
+            image = im.convert("RGB")
+        images.append(pad_to_square(image, image_processor.image_mean) if pad else image)
     return image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
@@ -101,6 +114,7 @@ class FeatureCache:
         batch_size: int = 64,
         write: bool = True,
         device: torch.device | str | None = None,
+        pad: bool = False,
     ) -> FeatureCache:
         """The features of `images`, from this tower's cache file in `folder` where it has them.
 
@@ -113,6 +127,7 @@ class FeatureCache:
         in the model's dtype, and the features are stored in that dtype."""
         layers = "_".join(str(x) for x in _feature_layers(model))
         selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
+        selection += "-pad" if pad else ""  # padded images give other features
         path = Path(folder) / f"vision-{selection}.safetensors"
         digests = [image_digest(p) for p in images]
         stored, row_of = _read(path, selection)
@@ -126,7 +141,7 @@ class FeatureCache:
             path_of = dict(zip(digests, images, strict=True))  # any path of the same bytes will do
             if device is not None:
                 model.model.vision_tower.to(device)
-            new = _features(model, image_processor, [path_of[d] for d in missing], batch_size)
+            new = _features(model, image_processor, [path_of[d] for d in missing], batch_size, pad)
             stored = torch.cat([stored, new]) if row_of else new
             row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,12 +177,14 @@ def _read(path: Path, selection: str) -> tuple[torch.Tensor, dict[str, int]]:
     return stored, {d: i for i, d in enumerate(order)}
 
 
-def _features(model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int) -> torch.Tensor:
+def _features(
+    model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int, pad: bool
+) -> torch.Tensor:
     was_training = model.training
     model.eval()
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="vision feature cache", unit="batch"):
-        pixels = load_pixels(image_processor, images[start : start + batch_size])
+        pixels = load_pixels(image_processor, images[start : start + batch_size], pad)
         tower = model.model.vision_tower
         pixels = pixels.to(device=next(tower.parameters()).device, dtype=model.dtype)
         chunks.append(select_features(model, pixels).cpu())

@@ -447,9 +447,10 @@ def train_stage(
         with args.main_process_first(local=False, desc="vision feature cache"):
             cache = FeatureCache.build_or_load(
                 model, processor.image_processor, dataset.images, run_dir / FEATURES_DIR,
-                write=args.process_index == 0, device=args.device,
+                write=args.process_index == 0, device=args.device, pad=cfg.image_aspect_ratio == "pad",
             )
-    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
+    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache,
+                             pad=cfg.image_aspect_ratio == "pad")
     set_seed(cfg.seed)  # LoRA's initial weights: the same on every rank and in every run
     model, trained = configure_trainable(model, cfg)
     if zero is None:  # autocast's fp32 master weights
