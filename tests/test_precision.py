@@ -106,3 +106,23 @@ def test_precision_reaches_the_trainer(tmp_path: Path) -> None:
     assert training_dtype(args) == torch.bfloat16
     args = training_arguments(TrainStageConfig(precision="auto", device="cpu"), tmp_path, False)
     assert not args.bf16 and training_dtype(args) == torch.float32  # auto on a CPU: fp32
+
+
+def test_ask_loads_in_the_dtype_asked_for(fast_run: Path) -> None:
+    """`xllava ask --dtype bf16`: the weights load in bf16 and the pixels follow them."""
+    from typer.testing import CliRunner
+
+    from xllava.cli import app
+    from xllava.serve.app import resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype 'int8'"):
+        resolve_dtype("int8", torch.device("cpu"))
+    image = sorted((fast_run / "world" / "images").glob("*.png"))[0]
+    model_dir = fast_run / "instruct" / "model"
+    result = CliRunner().invoke(app, ["ask", str(model_dir), str(image), "What colour is it?", "--dtype", "bf16",
+                                      "--device", "cpu", "--max-new-tokens", "3"])
+    assert result.exit_code == 0, result.output
+    fp32 = CliRunner().invoke(app, ["ask", str(model_dir), str(image), "What colour is it?", "--max-new-tokens", "3"])
+    assert fp32.exit_code == 0 and fp32.output.strip()

@@ -25,6 +25,7 @@ def serve(
     batch_wait_ms: float = typer.Option(20.0, help="longest wait of a request for others to share its prefill"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1 ... (auto: the GPU when there is one)"),
     threads: int = typer.Option(1, help="torch CPU threads (1 is robust for small models; 0: torch's default)"),
+    dtype: str = typer.Option("auto", help="bf16, fp16, fp32 (auto: bf16 on a GPU that has it, else fp32)"),
     log_level: str = typer.Option("info"),
 ) -> None:
     """Serve a model with the OpenAI chat-completions API (and a demo page at /)."""
@@ -37,7 +38,7 @@ def serve(
         host=host, port=port, api_key=api_key or None, model_name=model_name, local_image_root=local_images,
         max_tokens_limit=max_tokens_limit, max_prompt_tokens=max_prompt_tokens, max_image_bytes=max_image_bytes,
         max_image_pixels=max_image_pixels, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-        device=device, cpu_threads=threads or None,
+        device=device, cpu_threads=threads or None, dtype=dtype,
     )
     app = create_app(model_dir, cfg)
     typer.echo(f"serving {app.state.server.name} on http://{host}:{port}  (demo page: /, API: /v1)", err=True)
@@ -52,9 +53,10 @@ def chat(
     system: str = typer.Option(None, help="a system message"),
     device: str = typer.Option("auto", help="cpu, cuda ... (auto: the GPU when there is one)"),
     seed: int = typer.Option(None, help="sampling seed, for reproducible answers at temperature > 0"),
+    dtype: str = typer.Option("auto", help="bf16, fp16, fp32 (auto: bf16 on a GPU that has it, else fp32)"),
 ) -> None:
     """Chat with a model in the terminal (streaming; /image PATH switches images, /help)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from xllava.serve.chat import run_chat
 
-    run_chat(model_dir, image, max_tokens, temperature, system, device, seed)
+    run_chat(model_dir, image, max_tokens, temperature, system, device, seed, dtype)
