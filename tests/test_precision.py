@@ -126,3 +126,14 @@ def test_ask_loads_in_the_dtype_asked_for(fast_run: Path) -> None:
     assert result.exit_code == 0, result.output
     fp32 = CliRunner().invoke(app, ["ask", str(model_dir), str(image), "What colour is it?", "--max-new-tokens", "3"])
     assert fp32.exit_code == 0 and fp32.output.strip()
+
+
+def test_zero3_checkpointing_needs_a_recent_deepspeed() -> None:
+    from xllava.train.precision import DeviceUnavailable, check_deepspeed
+
+    check_deepspeed(3, True, "instruct.gradient_checkpointing")  # the installed one (dev extra: >= 0.19.3)
+    check_deepspeed(2, True, "instruct.gradient_checkpointing", installed="0.16.0")  # ZeRO-2: any
+    check_deepspeed(3, False, "instruct.gradient_checkpointing", installed="0.16.0")  # no checkpointing: any
+    with pytest.raises(DeviceUnavailable, match=r"^instruct\.gradient_checkpointing: true under ZeRO-3 needs "
+                                                r"deepspeed>=0\.19\.3 \(installed: 0\.19\.2"):
+        check_deepspeed(3, True, "instruct.gradient_checkpointing", installed="0.19.2")

@@ -68,11 +68,12 @@ def check_attention(impl: str | None, field: str) -> None:
         raise DeviceUnavailable(f"{field}: flash_attention_2 runs on CUDA only; use sdpa or eager on this machine")
 
 
-def check_deepspeed(zero_stage: int | None, checkpointing: bool, field: str) -> None:
-    """Non-reentrant checkpointing (forced by the stages) with ZeRO-3 needs DeepSpeed >= 0.19.3."""
+def check_deepspeed(zero_stage: int | None, checkpointing: bool, field: str, installed: str | None = None) -> None:
+    """Non-reentrant checkpointing (forced by the stages) with ZeRO-3 needs DeepSpeed >= 0.19.3.
+    `installed`: the version to judge (default: the installed package's)."""
     if zero_stage != 3 or not checkpointing:
         return
-    version = Version(importlib.metadata.version("deepspeed"))
+    version = Version(installed or importlib.metadata.version("deepspeed"))
     if version < DEEPSPEED_MIN_FOR_ZERO3_CHECKPOINTING:
         raise DeviceUnavailable(
             f"{field}: true under ZeRO-3 needs deepspeed>={DEEPSPEED_MIN_FOR_ZERO3_CHECKPOINTING} "
