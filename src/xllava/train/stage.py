@@ -17,6 +17,7 @@ the whole global batch, so N processes at batch b match one process at batch N*b
 from __future__ import annotations
 
 import json
+import os
 import time
 import types
 from collections.abc import Iterator
@@ -436,7 +437,9 @@ def train_stage(
     zero = zero_stage(args)
     check_deepspeed(zero, cfg.gradient_checkpointing, f"{stage_name}.gradient_checkpointing")
     dtype = training_dtype(args)
-    model, _ = load_llava(init_dir, dtype=dtype, attention=cfg.llm_attention)
+    # FSDP casts from fp32 itself (its mixed-precision policy) and wants one dtype per wrapped unit
+    fsdp = bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    model, _ = load_llava(init_dir, dtype=torch.float32 if fsdp else dtype, attention=cfg.llm_attention)
     n_image_tokens = config.image_seq_length
     dataset = LlavaDataset(
         samples, processor.tokenizer, config.image_token_id, n_image_tokens, cfg.max_length, format=cfg.format
