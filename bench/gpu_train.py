@@ -8,8 +8,8 @@ xllava:   the stage-2 step train_stage runs (xllava.train.loss.llava_loss on the
 stage:    the same step through the real stage machinery: xllava.train.stage's Trainer subclass
           (LlavaStageTrainer, its optimizer groups and token-normalised loss), training_arguments of the
           stage config, loss_as_forward and the fused LoRA where train_stage uses it, under whichever
-          engine the launcher configured (one process; `accelerate launch --config_file
-          configs/zero3.yaml bench/gpu_train.py` for ZeRO-3). Trainer's data loading and logging count.
+          engine the launcher configured (one process as written; not yet tried under DeepSpeed).
+          Trainer's data loading and logging count.
 baseline: the same model and batches through LlavaForConditionalGeneration.forward with pixels
           and labels: the frozen tower every step, the LM head over the full vocabulary everywhere.
 Both: bf16 autocast, frozen weights in bf16, trainable ones in fp32 with AdamW (fused on CUDA),
