@@ -5,6 +5,11 @@ xllava:   the stage-2 step train_stage runs (xllava.train.loss.llava_loss on the
           xllava.train.stage.configure_trainable returns: LoRA r128/alpha 256 on every LLM linear,
           projector trained in full), with the vision features precomputed (the feature cache)
           and the LM head only at supervised positions.
+stage:    the same step through the real stage machinery: xllava.train.stage's Trainer subclass
+          (LlavaStageTrainer, its optimizer groups and token-normalised loss), training_arguments of the
+          stage config, loss_as_forward and the fused LoRA where train_stage uses it, under whichever
+          engine the launcher configured (one process as written; not yet tried under DeepSpeed).
+          Trainer's data loading and logging count.
 baseline: the same model and batches through LlavaForConditionalGeneration.forward with pixels
           and labels: the frozen tower every step, the LM head over the full vocabulary everywhere.
 Both: bf16 autocast, frozen weights in bf16, trainable ones in fp32 with AdamW (fused on CUDA),
@@ -35,9 +40,16 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForCon
 
 from xllava.config import LoraConfig, TrainStageConfig  # noqa: E402
 from xllava.scale.flops import FlopShape, peak_flops, sample_flops  # noqa: E402
+from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
-from xllava.train.stage import configure_trainable  # noqa: E402
+from xllava.train.stage import (  # noqa: E402
+    LlavaStageTrainer,
+    _sharded,
+    configure_trainable,
+    loss_as_forward,
+    training_arguments,
+)
 
 # Llama-2-7B and CLIP ViT-L/14-336 (their released config.json files); the CPU mode shrinks both
 FULL = {
@@ -119,6 +131,57 @@ def run(name, model, batches, step, warmup, autocast, params, on_gpu) -> float:
     return seconds
 
 
+class _FeatureRows(torch.utils.data.Dataset):
+    """The bench's batches as Trainer data: one sample per item, features in place of pixels."""
+
+    def __init__(self, batches: list[dict], features: torch.Tensor):
+        self.items = []
+        for b in batches:
+            for row in range(b["input_ids"].shape[0]):
+                self.items.append({k: b[k][row].cpu() for k in ("input_ids", "labels", "attention_mask")}
+                                  | {"image_features": features[b["image_rows"][row]].cpu()})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def _stack(samples: list[dict]) -> dict:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def run_stage(model, stage: TrainStageConfig, batches, features, warmup: int, on_gpu: bool, out: str) -> float:
+    """Seconds per optimizer step through LlavaStageTrainer, after `warmup` untimed steps."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        started = ended = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == warmup:
+                if on_gpu:
+                    torch.cuda.synchronize()
+                Clock.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if on_gpu:
+                torch.cuda.synchronize()
+            Clock.ended = time.perf_counter()
+
+    cfg = stage.model_copy(update={"max_steps": len(batches), "save_steps": 10**9, "logging_steps": 10**9,
+                                   "group_by_length": False, "warmup_ratio": 0.0})
+    args = training_arguments(cfg, __import__("pathlib").Path(out), has_text_only=False, stage_name="bench")
+    trainer = LlavaStageTrainer(model=model, args=args, train_dataset=_FeatureRows(batches, features),
+                                data_collator=_stack, stage=cfg, lengths=[0] * (len(batches) * len(batches[0]["labels"])),
+                                callbacks=[Clock()])
+    with loss_as_forward(model, cfg.supervised_logits_only), lora_fused(
+            model, enabled=cfg.lora.fused and not _sharded(trainer)):
+        trainer.train()
+    return (Clock.ended - Clock.started) / (len(batches) - warmup)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", action="store_true", help="shrunk model on the CPU (automatic without CUDA)")
@@ -132,6 +195,8 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="train the whole LLM instead of LoRA")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing (recompute not credited)")
     parser.add_argument("--no-baseline", action="store_true", help="measure xllava only")
+    parser.add_argument("--no-stage", action="store_true", help="skip the run through the real stage (Trainer)")
+    parser.add_argument("--out", default="runs/bench-gpu-train", help="the stage run's (unsaved) output folder")
     args = parser.parse_args()
 
     on_gpu = torch.cuda.is_available() and not args.cpu
@@ -149,7 +214,15 @@ def main() -> None:
     started = time.perf_counter()
     torch.manual_seed(0)
     model = build(sizes, device, torch.bfloat16 if on_gpu else torch.float32)
-    stage = TrainStageConfig(llm_mode="full" if args.full else "lora",
+    # the decoder's own linears, counted before LoRA wraps them: the adapters' lora_A/lora_B are
+    # linears too, and are counted once, as LoRA FLOPs (sample_flops)
+    lm = model.model.language_model
+    linear_params = sum(m.weight.numel() for m in lm.layers.modules() if isinstance(m, torch.nn.Linear))
+    # and the projector before peft's modules_to_save keeps a second (trained) copy of it
+    projector_params = sum(p.numel() for p in model.model.multi_modal_projector.parameters())
+    stage = TrainStageConfig(llm_mode="full" if args.full else "lora", batch_size=args.batch or (4 if on_gpu else 2),
+                             precision="bf16" if on_gpu else "fp32", device="cuda" if on_gpu else "cpu",
+                             gradient_checkpointing=args.checkpointing, lr=1e-5, projector_lr=1e-5,
                              lora=LoraConfig(r=args.lora_r, alpha=2 * args.lora_r, dropout=args.lora_dropout))
     model, _ = configure_trainable(model, stage)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -167,11 +240,8 @@ def main() -> None:
     # the feature cache: projector inputs precomputed once per image (random here: only speed counts)
     feature_width = base.model.multi_modal_projector.linear_1.in_features
     features = torch.randn(64, n_img, feature_width, device=device, dtype=torch.float32)
-    lm = base.model.language_model
-    linear_params = sum(m.weight.numel() for m in lm.layers.modules() if isinstance(m, torch.nn.Linear))
     lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    shape = FlopShape(linear_params, sum(p.numel() for p in base.model.multi_modal_projector.parameters()),
-                      lora_params, cfg.text_config.num_hidden_layers, cfg.text_config.hidden_size,
+    shape = FlopShape(linear_params, projector_params, lora_params, cfg.text_config.num_hidden_layers, cfg.text_config.hidden_size,
                       cfg.text_config.vocab_size)
     step_flops = batch * sample_flops(shape, tokens, n_img, supervised, stage.llm_mode)
     name, peak = peak_flops(None if on_gpu else "cpu")
@@ -181,7 +251,7 @@ def main() -> None:
           f"({sum(p.numel() for p in model.parameters()) / 1e6:,.1f} M params, {lora_params / 1e6:,.1f} M LoRA); "
           f"setup {setup:.0f} s")
     print(f"stage 2 ({stage.llm_mode}), batch {batch} x {tokens} tokens ({n_img} image, {supervised} supervised), "
-          f"{steps} timed steps after {warmup}; model FLOPs per step {step_flops / 1e9:,.1f} G")
+          f"{steps} timed steps after {warmup}; model FLOPs per step {step_flops / 1e9:,.6f} G")
 
     def xllava_step(b: dict) -> torch.Tensor:
         return llava_loss(base, b["input_ids"], b["labels"], b["attention_mask"],
@@ -192,12 +262,16 @@ def main() -> None:
                     attention_mask=b["attention_mask"], labels=b["labels"])
         return out.loss
 
-    paths = [("xllava", xllava_step)] + ([] if args.no_baseline else [("baseline", baseline_step)])
+    paths = [("xllava", xllava_step)] + ([] if args.no_stage else [("stage", None)]) \
+        + ([] if args.no_baseline else [("baseline", baseline_step)])
     results = {}
     for path, step in paths:
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
-        seconds = run(path, model, batches, step, warmup, autocast, params, on_gpu)
+        if step is None:
+            seconds = run_stage(model, stage, batches, features, warmup, on_gpu, args.out)
+        else:
+            seconds = run(path, model, batches, step, warmup, autocast, params, on_gpu)
         results[path] = seconds
         mfu = f"{step_flops / seconds / peak:.1%}" if peak else "n/a (no GPU peak known)"
         memory = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if on_gpu else ""
@@ -205,6 +279,8 @@ def main() -> None:
               f"{rate(step_flops / seconds):>15}  MFU {mfu}{memory}")
     if "baseline" in results:
         print(f"xllava / baseline: {results['baseline'] / results['xllava']:.2f}x samples/s")
+    if "stage" in results:
+        print(f"stage / bare loop: {results['xllava'] / results['stage']:.2f}x samples/s (below 1: what Trainer adds)")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ def test_cache_computes_each_image_once_and_follows_content(fast_run: Path, tmp_
     computed: list[Path] = []
     real = features._features
 
-    def counting(model, image_processor, paths, batch_size):
+    def counting(model, image_processor, paths, batch_size, pad):
         computed.extend(paths)
-        return real(model, image_processor, paths, batch_size)
+        return real(model, image_processor, paths, batch_size, pad)
 
     monkeypatch.setattr(features, "_features", counting)
     folder = tmp_path / "features"

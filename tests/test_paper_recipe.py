@@ -34,9 +34,9 @@ SMALL = [
     "datagen.languages=[en, ko]", "datagen.teacher.concurrency=2", "datagen.teacher.api_key_env=null",
     f"datagen.teacher.model={TEACHER_MODEL}", "datagen.budget_usd=null",
     "align.max_steps=2", "align.batch_size=2", "align.precision=fp32", "align.dataloader_workers=0",
-    "align.logging_steps=1",
+    "align.logging_steps=1", "align.device=cpu", "align.llm_attention=sdpa",
     "instruct.max_steps=2", "instruct.batch_size=2", "instruct.precision=fp32", "instruct.dataloader_workers=0",
-    "instruct.logging_steps=1",
+    "instruct.logging_steps=1", "instruct.device=cpu", "instruct.llm_attention=sdpa",
     "eval.limit=3", "eval.batch_size=4", "eval.max_new_tokens=4", "eval.long_max_new_tokens=8",
     "eval.judge.api_key_env=null", f"eval.judge.model={JUDGE_MODEL}", "eval.preference_word_limits=[null]",
 ]
@@ -74,15 +74,17 @@ def build_models(models: Path) -> None:
         LlamaForCausalLM,
     )
 
+    # Llama-2's layout at head size 128 (13B: 40 heads of 128), two heads, two layers
     llm = models / "llama-2-13b"
-    LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+    LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
                                  bos_token_id=1, eos_token_id=2)).save_pretrained(llm)
     for f in llama2_tokenizer_dir().iterdir():
         shutil.copy(f, llm / f.name)
     tower = models / "clip-vit-large-patch14-336"
-    CLIPVisionModel(CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=64, intermediate_size=128,
-                                     num_hidden_layers=2, num_attention_heads=2)).save_pretrained(tower)
+    # CLIP ViT-L/14-336's architecture (576 patches of width 1024, 16 heads), two of its 24 layers
+    CLIPVisionModel(CLIPVisionConfig(image_size=336, patch_size=14, hidden_size=1024, intermediate_size=4096,
+                                     num_hidden_layers=2, num_attention_heads=16)).save_pretrained(tower)
     CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}).save_pretrained(tower)
 
 
@@ -106,8 +108,12 @@ def build_data(data: Path) -> None:
                  {"id": f"c{i}ko", "image": f"{i:04d}.jpg", "lang": "ko", "conversations": [
                      {"from": "human", "value": "<image>\n이미지를 간단히 설명해 주세요."},
                      {"from": "gpt", "value": f"도형이 {len(objs)}개 있습니다."}]}]
-        draw(data / "coco" / "train2014" / f"COCO_train2014_{i:012d}.jpg", i + 20)
-        inst.append({"id": f"i{i}", "image": f"COCO_train2014_{i:012d}.jpg", "lang": "en", "conversations": [
+        # LLaVA-Instruct names COCO train2017 files; wide pictures, which stage 2 pads to squares
+        coco = data / "coco" / "train2017" / f"{i:012d}.jpg"
+        draw(coco, i + 20)
+        with Image.open(coco) as im:
+            im.crop((0, 32, 224, 192)).save(coco)
+        inst.append({"id": f"i{i}", "image": f"{i:012d}.jpg", "lang": "en", "conversations": [
             {"from": "human", "value": "How many shapes are there?\n<image>"}, {"from": "gpt", "value": str(len(objs))},
             {"from": "human", "value": "Is it a drawing?"}, {"from": "gpt", "value": "Yes."}]})
     inst.append({"id": "text-only", "lang": "ko", "conversations": [
@@ -202,9 +208,21 @@ def test_paper_recipe_runs_end_to_end_without_the_world(tmp_path: Path) -> None:
     check = ("from transformers import AutoModelForImageTextToText, AutoProcessor\n"
              f"m = AutoModelForImageTextToText.from_pretrained({str(run_dir / 'instruct' / 'model')!r})\n"
              f"p = AutoProcessor.from_pretrained({str(run_dir / 'instruct' / 'model')!r})\n"
-             "import sys; print(type(m).__name__, m.config.text_config.vocab_size, "
-             "any(k.startswith('xllava') for k in sys.modules))\n")
+             "import sys; t = m.config.text_config\n"
+             "print(type(m).__name__, t.vocab_size, any(k.startswith('xllava') for k in sys.modules), "
+             "t.hidden_size // t.num_attention_heads, m.config.vision_config.hidden_size, m.dtype)\n")
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    name, vocab_size, imported = out.stdout.split()
+    name, vocab_size, imported, head, width, dtype = out.stdout.split()
     assert name == "LlavaForConditionalGeneration" and int(vocab_size) > 32000 and imported == "False"
+    assert (head, width, dtype) == ("128", "1024", "torch.float32")  # fp32: the precision it trained in here
+    # LLaVA-1.5's settings as the recipe ships them (docs/scale.md), not overridden above
+    import yaml
+
+    align = yaml.safe_load((run_dir / "align" / "config.resolved.yaml").read_text())
+    stage2 = yaml.safe_load((run_dir / "instruct" / "config.resolved.yaml").read_text())
+    assert (align["format"], align["max_grad_norm"]) == ("plain", 0)
+    assert (stage2["image_aspect_ratio"], stage2["length_grouping"], stage2["lora"]["r"]) == ("pad", "llava", 128)
+    shipped = yaml.safe_load(RECIPE.read_text())  # the batch sizes as shipped (overridden above): 8 GPUs
+    assert (shipped["align"]["batch_size"], shipped["align"]["micro_batch"] * 8) == (256, 256)
+    assert (shipped["instruct"]["batch_size"], shipped["instruct"]["micro_batch"] * 8) == (128, 128)

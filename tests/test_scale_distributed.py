@@ -36,8 +36,8 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def torchrun_instruct(run_dir: Path, *extra: str) -> tuple[Path, str]:
-    """`xllava train instruct` under torchrun with 2 processes of PER_DEVICE samples each."""
-    sets = [*FAST, f"output_dir={run_dir}", *INSTRUCT, f"instruct.batch_size={PER_DEVICE}", *extra]
+    """`xllava train instruct` under torchrun: a global batch of 2 x PER_DEVICE over 2 processes."""
+    sets = [*FAST, f"output_dir={run_dir}", *INSTRUCT, f"instruct.batch_size={2 * PER_DEVICE}", *extra]
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
             "-m", "xllava.cli", "train", "instruct", str(TINY)]
     for s in sets:

@@ -44,8 +44,9 @@ def test_steps_and_tokens(plan: dict) -> None:
     align, instruct = plan["stages"]
     assert (align["stage"], align["llm_mode"], instruct["stage"], instruct["llm_mode"]) == (
         "align", "frozen", "instruct", "lora")
-    assert align["global_batch"] == 12 * 4 and instruct["global_batch"] == 8 * 4
-    assert align["steps"] == math.ceil(1_190_000 / 48) and instruct["steps"] == math.ceil(407_000 / 32)
+    # LLaVA-1.5's per-device batches (32 and 16) on the plan's 4 GPUs
+    assert align["global_batch"] == 32 * 4 and instruct["global_batch"] == 16 * 4
+    assert align["steps"] == math.ceil(1_190_000 / 128) and instruct["steps"] == math.ceil(407_000 / 64)
     assert align["tokens"] == 1_190_000 * align["tokens_per_sample"]
     assert align["trainable"] == plan["params"]["projector"]
     assert instruct["trainable"] == plan["params"]["projector"] + plan["params"]["lora"]
@@ -122,3 +123,19 @@ def test_deepspeed_configs_resolve_in_transformers(name: str) -> None:
     assert resolved.is_zero3() == (name == "zero3")
     assert resolved.config["train_micro_batch_size_per_gpu"] == 8
     assert resolved.config["gradient_accumulation_steps"] == 2
+
+
+def test_longest_batch_host_ram_and_zero3_start_up(plan: dict) -> None:
+    p, instruct = plan["params"], plan["stages"][1]
+    weights = 2 * (p["total"] + p["lora"]) / 1024**3
+    for m in instruct["memory"]:
+        # the longest batch (max_length 2048 tokens a row) needs more than the mean one (~896)
+        assert m["activations_longest"] > m["activations_ckpt"]
+        assert m["total_longest"] == pytest.approx(m["weights"] + m["grads"] + m["optimizer"] + m["activations_longest"])
+    # ZeRO-3's start-up: a partition per GPU with zero3_init_flag, the whole bf16 model without it
+    start = instruct["zero3_startup"]
+    assert start["zero3_init_flag off"] == pytest.approx(weights)
+    assert weights / 4 < start["zero3_init_flag on"] < weights / 2
+    # host RAM per node: 4 ranks of the plan, each loading the whole bf16 model outside ZeRO-3
+    host = instruct["host"]
+    assert host["zero3"] < host["ddp/zero2"] and host["ddp/zero2"] > 4 * weights

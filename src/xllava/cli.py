@@ -106,12 +106,17 @@ def ask(
     image: Path = typer.Argument(..., exists=True, dir_okay=False),
     question: str = typer.Argument(...),
     max_new_tokens: int = 64,
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:1 ... (auto: the GPU when there is one)"),
+    dtype: str = typer.Option("auto", help="bf16, fp16, fp32 (auto: bf16 on a GPU that has it, else fp32)"),
 ) -> None:
     """Answer one question about one image (greedy)."""
     from xllava.infer import answer_batch
     from xllava.model.assemble import load_llava
+    from xllava.serve.app import resolve_device, resolve_dtype
 
-    model, processor = load_llava(model_dir)
+    where = resolve_device(device)
+    model, processor = load_llava(model_dir, dtype=resolve_dtype(dtype, where))
+    model.to(where)
     typer.echo(answer_batch(model, processor, [image], [question], max_new_tokens)[0])
 
 

@@ -121,13 +121,24 @@ class TrainStageConfig(TrainingConfig):
     train_vision_tower: bool = False  # the tower stays frozen, as in LLaVA
     max_length: int = 512  # tokens per sample; a longer one is cut after its last whole answer that fits
     # speed levers (each can be switched off to measure it)
-    feature_cache: bool = True  # cache frozen vision features per image
+    # cache frozen vision features per image; None (auto): on unless the cache would be large
+    # (xllava.train.features.cache_by_default) or ZeRO-3 partitions the tower
+    feature_cache: bool | None = None
     group_by_length: bool = True  # batches of similar real token length
     supervised_logits_only: bool = True  # LM head (and a Llama-layout last layer) only where a label is
     # the LLM's attention kernel in training; None keeps the model's (sdpa). On a CPU, eager is faster
-    # for short sequences of small heads
-    llm_attention: Literal["sdpa", "eager"] | None = None
+    # for short sequences of small heads; flash_attention_2 needs the flash-attn package and a CUDA device
+    llm_attention: Literal["sdpa", "eager", "flash_attention_2"] | None = None
     dataloader_workers: int = 0  # processes loading batches beside the training loop
+    # LLaVA's stage-1 `plain` format: the image, then the caption, then the end token, no template
+    # and no instruction; `chat` renders the family's chat template
+    format: Literal["chat", "plain"] = "chat"
+    # `pad`: each image centred on a square of the processor's mean colour before the processor
+    # resizes and crops (LLaVA-1.5's stage 2); `crop`: the processor's resize and centre crop alone
+    image_aspect_ratio: Literal["crop", "pad"] = "crop"
+    # how group_by_length groups: `megabatch` sorts within mega-batches of 50 global batches
+    # (transformers), `llava` sorts within each global batch and deals one long sample per rank (LLaVA-1.5)
+    length_grouping: Literal["megabatch", "llava"] = "megabatch"
 
     def sources(self) -> list[DataSource]:
         return [DataSource(path=d, image_root=self.image_root) if isinstance(d, str)

@@ -40,7 +40,8 @@ def answer_batch(
         with Image.open(path) as im:
             pictures.append(im.convert("RGB"))
     processor.tokenizer.padding_side = "left"
-    inputs = processor(images=pictures, text=prompts, return_tensors="pt", padding=True).to(model.device)
+    # pixels in the weights' dtype (bf16 on a GPU): the ids stay integers
+    inputs = processor(images=pictures, text=prompts, return_tensors="pt", padding=True).to(model.device, dtype=model.dtype)
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     new = out[:, inputs["input_ids"].shape[1] :]
     return [t.strip() for t in processor.batch_decode(new, skip_special_tokens=True)]

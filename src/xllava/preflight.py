@@ -151,9 +151,24 @@ def check_inputs(recipe: Recipe, only: list[str] | None = None) -> list[str]:
     for stage in ("align", "instruct"):
         if stage in stages:
             c.training_data(stage)
+            c.problems += _device_problems(getattr(recipe, stage), stage)
     if "eval" in stages:
         _check_eval(c, recipe)
     return c.problems
+
+
+def _device_problems(cfg, stage: str) -> list[str]:
+    """`device: cuda` without CUDA, flash_attention_2 without its package: found before any stage runs."""
+    from xllava.train.precision import DeviceUnavailable, check_attention, use_accelerator
+
+    problems = []
+    for check in (lambda: use_accelerator(cfg.device, f"{stage}.device"),
+                  lambda: check_attention(cfg.llm_attention, f"{stage}.llm_attention")):
+        try:
+            check()
+        except DeviceUnavailable as error:
+            problems.append(str(error))
+    return problems
 
 
 # the fields each benchmark file must hold (format, recipe field) -> required keys of a row

@@ -39,6 +39,9 @@ class TrainingConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay
     # auto: bf16 where the GPU supports it, else fp32 (CPUs train fp32: bf16 is slow there)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    # cuda fails fast where there is none; auto takes CUDA where present; cpu forces the CPU
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    max_grad_norm: float = Field(1.0, ge=0)  # gradient clipping; 0 turns it off (LLaVA-1.5's DeepSpeed runs clip nothing)
     gradient_checkpointing: bool = False  # recompute each decoder layer in backward: activations of ~1 layer
     seed: int = 42  # model init of new parts, data order, dropout
     logging_steps: int = Field(5, ge=1)  # optimizer steps between logged losses

@@ -29,27 +29,38 @@ def _bpc(path: Path, heldout: dict[str, list[str]], cfg: LmConfig) -> dict:
     return bpc_table(model, tok, heldout, cfg.eval_batch_size, cfg.seq_len)
 
 
-def run_lm_stage(cfg: LmConfig, llm_dir: Path, out_dir: Path, root: Path | None = None) -> dict:
-    """Continue causal-LM training of llm_dir (an expanded LLM, or any HF causal LM) into out_dir/model."""
+def run_lm_stage(cfg: LmConfig, llm_dir: Path, out_dir: Path, root: Path | None = None, leader: bool = True) -> dict:
+    """Continue causal-LM training of llm_dir (an expanded LLM, or any HF causal LM) into out_dir/model.
+
+    Under a launcher every rank calls this: the other ranks (leader=False) take part in the same
+    trainings and nothing else; rank 0 alone measures bits per character and writes the files."""
     from transformers import AutoTokenizer
 
     from xllava.lm.data import build_dataset, load_texts
     from xllava.lm.train import train_lm
 
     llm_dir, out_dir = Path(llm_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "lm_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=1))
     texts = load_texts(cfg, root)
     tokenizer = AutoTokenizer.from_pretrained(llm_dir)
     dataset, data_info = build_dataset(cfg, texts, tokenizer)
-    bpc: dict[str, dict] = {"before": _bpc(llm_dir, texts.heldout, cfg)}
     vocab_info = llm_dir / "xllava_vocab.json"
     base_dir = Path(json.loads(vocab_info.read_text())["base"]) if vocab_info.exists() else None
+    compare = cfg.compare_unexpanded and base_dir is not None and (base_dir / "config.json").exists()
+    if not leader:
+        result = train_lm(cfg, llm_dir, out_dir, dataset, tokenizer)
+        if compare:
+            same = cfg.model_copy(update={"compare_unexpanded": False, "max_steps": result.steps})
+            base_tok = AutoTokenizer.from_pretrained(base_dir)
+            train_lm(same, base_dir, out_dir / "unexpanded", build_dataset(same, texts, base_tok)[0], base_tok)
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "lm_config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=1))
+    bpc: dict[str, dict] = {"before": _bpc(llm_dir, texts.heldout, cfg)}
     if base_dir is not None and (base_dir / "config.json").exists():
         bpc["base"] = _bpc(base_dir, texts.heldout, cfg)
     result = train_lm(cfg, llm_dir, out_dir, dataset, tokenizer)
     bpc["after"] = _bpc(result.model_dir, texts.heldout, cfg)
-    if cfg.compare_unexpanded and base_dir is not None and (base_dir / "config.json").exists():
+    if compare:
         # the same number of optimizer steps of the same length: the same compute, not the same text
         same = cfg.model_copy(update={"compare_unexpanded": False, "max_steps": result.steps})
         base_tok = AutoTokenizer.from_pretrained(base_dir)

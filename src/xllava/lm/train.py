@@ -23,6 +23,7 @@ from xllava.lm.config import LmConfig
 from xllava.train.arguments import training_arguments
 from xllava.train.checkpoints import CompletionMarker, resume_point, stage_identity
 from xllava.train.fused_lora import lora_fused
+from xllava.train.precision import cast_unpartitioned, upcast_trainable
 from xllava.train.stage import trainer_adamw
 
 
@@ -137,14 +138,24 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
 
     llm_dir, out_dir = Path(llm_dir), Path(out_dir)
     torch.manual_seed(cfg.seed)
-    model = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=torch.float32)
+    # the arguments first (they join the launcher's process group and, under ZeRO-3 with
+    # zero3_init_flag, make the load partitioned), then the model in the training precision
+    args = training_arguments(cfg, out_dir, "lm")
+    if getattr(getattr(args, "deepspeed_plugin", None), "zero_stage", None) == 3:
+        # its merge and export would need the gathered weights (as xllava.train.stage gathers them)
+        raise NotImplementedError("lm: ZeRO-3 is not supported for this stage; launch it with ZeRO-2 or DDP")
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(llm_dir, dtype=dtype)
     model.config.use_cache = False
     n_base = base_vocab_size(llm_dir)
     rows = len(trainable_rows(cfg, model.get_input_embeddings().weight.shape[0], n_base)) if cfg.mode == "lora" \
         else model.get_input_embeddings().weight.shape[0]
     model = prepare_model(model, cfg, n_base)
+    if getattr(args, "deepspeed_plugin", None) is None and not args.deepspeed:
+        upcast_trainable(model)  # autocast's fp32 master weights; DeepSpeed keeps its own
+    else:
+        cast_unpartitioned(model, dtype)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    args = training_arguments(cfg, out_dir)
     # the newest intact checkpoint trained under this config (a changed one refuses, naming the fields)
     identity = stage_identity(cfg)
     checkpoint = resume_point(Path(args.output_dir), identity, "lm")
@@ -167,9 +178,14 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
     seconds = time.perf_counter() - t0
     steps = trainer.state.global_step
     history = list(trainer.state.log_history)
-    merged = model.merge_and_unload() if cfg.mode == "lora" else model
-    merged.config.use_cache = True
     model_dir = out_dir / "model"
+    merged = model.merge_and_unload() if cfg.mode == "lora" else model
+    merged = merged.to(dtype)  # the export in the training precision
+    merged.config.use_cache = True
+    if not trainer.is_world_process_zero():  # one writer; the others wait for the file below
+        trainer.accelerator.wait_for_everyone()
+        return LmTrainResult(model_dir, list(trainer.state.log_history), trainer.state.global_step,
+                             time.perf_counter() - t0, 0, 0.0, n_trainable, rows, fused)
     with atomic_directory(model_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -178,6 +194,7 @@ def train_lm(cfg: LmConfig, llm_dir: Path, out_dir: Path, dataset, tokenizer) ->
         vocab_info = llm_dir / "xllava_vocab.json"
         if vocab_info.exists():  # later stages still need to know which rows are new
             (tmp / "xllava_vocab.json").write_text(vocab_info.read_text())
+    trainer.accelerator.wait_for_everyone()
     tokens = (steps - (int(checkpoint.split("-")[-1]) if checkpoint else 0)) * speed.tokens_per_step
     return LmTrainResult(model_dir, history, steps, seconds, tokens, tokens / max(seconds, 1e-9), n_trainable, rows,
                          fused)

@@ -121,7 +121,12 @@ def save_llava(model: LlavaForConditionalGeneration, processor: LlavaProcessor, 
         processor.save_pretrained(tmp)
 
 
-def load_llava(path: Path) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+def load_llava(
+    path: Path, dtype: torch.dtype = torch.float32, attention: str | None = None
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """The model in `dtype` (training and inference load in their own precision, not fp32 first);
+    `attention` picks the LLM's kernel (sdpa, eager, flash_attention_2) at load, where the tower keeps its own."""
+    extra = {"attn_implementation": {"text_config": attention}} if attention else {}
+    model = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype, **extra)
     processor = LlavaProcessor.from_pretrained(path)
     return model, processor

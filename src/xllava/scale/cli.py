@@ -21,6 +21,7 @@ def plan(
     text_tokens: list[str] = typer.Option(None, help="STAGE=N text tokens per sample (default: an assumption)"),
     supervised_tokens: list[str] = typer.Option(None, help="STAGE=N supervised tokens per sample"),
     mfu: float = typer.Option(0.4, help="model FLOPs utilisation assumed for GPU-hours"),
+    gpus_per_node: int = typer.Option(8, help="GPUs (ranks) per node, for host RAM per node"),
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
 ) -> None:
     """Parameters, memory per GPU for ZeRO 0-3 (LoRA and full), steps, tokens and compute per stage.
@@ -32,7 +33,7 @@ def plan(
         result = build_plan(
             load_recipe(recipe, overrides), gpus, llm_arch, vocab_size,
             parse_stage_ints(samples, "--samples"), parse_stage_ints(text_tokens, "--text-tokens"),
-            parse_stage_ints(supervised_tokens, "--supervised-tokens"), mfu,
+            parse_stage_ints(supervised_tokens, "--supervised-tokens"), mfu, gpus_per_node,
         )
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err

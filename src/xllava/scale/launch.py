@@ -1,7 +1,7 @@
 """The pipeline under `torchrun` / `accelerate launch`: rank 0 runs it, every rank trains.
 
 Only rank 0 decides which stages run, builds the base model, writes manifests, configs and reports
-(xllava.pipeline unchanged). When it reaches a training stage it tells the other ranks which stage
+(xllava.pipeline unchanged). When it reaches a training stage (lm, align, instruct) it tells the other ranks which stage
 and which initial model, by a broadcast, and all ranks then run `train_stage` together (DDP, FSDP or
 DeepSpeed, whichever the launcher configured). The other ranks never read the manifests themselves,
 so they cannot disagree with rank 0 about what is complete.
@@ -58,6 +58,13 @@ class LeaderPipeline(Pipeline):
         self.training = False
         return figures
 
+    def stage_lm(self, stage_dir: Path) -> dict:
+        _broadcast(("lm", str(self.llm_dir(before="lm")), str(stage_dir)))
+        self.training = True
+        figures = super().stage_lm(stage_dir)
+        self.training = False
+        return figures
+
 
 def follow(recipe: Recipe) -> None:
     """Ranks other than 0: train each stage rank 0 announces, until it says it is done."""
@@ -71,6 +78,11 @@ def follow(recipe: Recipe) -> None:
         if message == FAILED:
             raise SystemExit("rank 0 failed; its log has the error")
         name, init, stage_dir = message
+        if name == "lm":  # the same trainings as rank 0; rank 0 alone measures and writes
+            from xllava.lm import run_lm_stage
+
+            run_lm_stage(recipe.lm, Path(init), Path(stage_dir), root=recipe.run_dir, leader=False)
+            continue
         train_stage(getattr(recipe, name), Path(init), Path(stage_dir), recipe.run_dir, name,
                     stage_context(recipe, name))  # the identity rank 0's checkpoints record
 

@@ -43,6 +43,7 @@ class MemoryRow:
     optimizer: float
     activations_ckpt: float
     activations_full: float
+    activations_longest: float  # a batch of max_length sequences, with the stage's checkpointing setting
 
     @property
     def total_ckpt(self) -> float:
@@ -51,6 +52,11 @@ class MemoryRow:
     @property
     def total_full(self) -> float:
         return self.weights + self.grads + self.optimizer + self.activations_full
+
+    @property
+    def total_longest(self) -> float:
+        """The peak: the longest batch, which length grouping puts together, not the mean one."""
+        return self.weights + self.grads + self.optimizer + self.activations_longest
 
 
 @dataclass
@@ -69,6 +75,8 @@ class StagePlan:
     gpu_hours: dict[str, float]  # at the assumed MFU, per GPU type
     feature_cache_gib: float  # what the frozen-tower feature cache would take on disk / in memory
     memory: list[MemoryRow]
+    host: dict[str, float]  # host RAM per node, GiB, by engine (see host_ram)
+    zero3_startup: dict[str, float]  # GPU memory while ZeRO-3 sets up, GiB per GPU, init flag on / off
 
 
 def trainable_params(c: Counts, mode: str, cfg: TrainStageConfig) -> int:
@@ -118,6 +126,10 @@ def memory_rows(c: Counts, cfg: TrainStageConfig, mode: str, lora: LoraConfig, g
         ckpt: activation_bytes(c, micro_batch(cfg, gpus), seq, supervised, ckpt, lora.dropout > 0, lora.r)
         for ckpt in (True, False)
     }
+    # the longest batch: max_length tokens in every row, supervised in proportion
+    longest_supervised = max(supervised, supervised * cfg.max_length // max(seq, 1))
+    longest = activation_bytes(c, micro_batch(cfg, gpus), cfg.max_length, longest_supervised, cfg.gradient_checkpointing,
+                               lora.dropout > 0, lora.r)
     rows = []
     for zero in range(4):
         weights = 2 * total / (gpus if zero == 3 else 1)
@@ -126,8 +138,36 @@ def memory_rows(c: Counts, cfg: TrainStageConfig, mode: str, lora: LoraConfig, g
         grads = 2 * trainable / (gpus if zero >= 2 else 1)
         optimizer = 12 * trainable / (gpus if zero >= 1 else 1)
         rows.append(MemoryRow(mode, zero, weights / GiB, grads / GiB, optimizer / GiB,
-                              act[True] / GiB, act[False] / GiB))
+                              act[True] / GiB, act[False] / GiB, longest / GiB))
     return rows
+
+
+# per rank: the Python interpreter, torch, CUDA's host side and the dataloader workers' own copies
+# of their imports (an assumption, typical of a torch + transformers training process)
+RANK_OVERHEAD = 6 * GiB
+TOKEN_BYTES = 5  # int32 id + bool supervised flag (xllava.train.dataset), image runs collapsed
+
+
+def host_ram(c: Counts, samples: int, text_tokens: int, gpus: int, per_node: int) -> dict[str, float]:
+    """Host RAM per node, GiB, for each engine: every rank holds the tokenised dataset and loads the
+    model in bf16 (whole, except under ZeRO-3 with zero3_init_flag, where each rank keeps its partition
+    and reads one checkpoint shard at a time); rank 0 also holds the export (the merged model, and under
+    ZeRO-3 the gathered 16-bit state besides a fresh copy to load it into)."""
+    weights = 2 * (c.total + c.lora)
+    dataset = samples * ((text_tokens + 1) * TOKEN_BYTES + 8 + 8)  # tokens, offset, image row and position
+    shard = 10 * GiB  # the largest safetensors shard of a published 13B checkpoint (the load reads one at a time)
+    out = {}
+    for engine, per_rank, export in (("ddp/zero2", weights, weights), ("zero3", weights / gpus + shard, 2 * weights)):
+        out[engine] = (per_node * (per_rank + dataset + RANK_OVERHEAD) + export) / GiB
+    return out
+
+
+def zero3_startup(c: Counts, gpus: int) -> dict[str, float]:
+    """GPU memory while ZeRO-3 is set up, GiB per GPU: with zero3_init_flag each rank receives its
+    partition as the model is built (plus one layer gathered); without it the whole bf16 model is
+    moved onto every GPU first and partitioned afterwards."""
+    weights = 2 * (c.total + c.lora)
+    return {"zero3_init_flag on": (weights / gpus + 2 * c.largest_layer) / GiB, "zero3_init_flag off": weights / GiB}
 
 
 def count_samples(recipe: Recipe, cfg: TrainStageConfig, stage: str) -> tuple[int, str]:
@@ -149,7 +189,7 @@ def count_samples(recipe: Recipe, cfg: TrainStageConfig, stage: str) -> tuple[in
 
 
 def plan_stage(recipe: Recipe, stage: str, c: Counts, gpus: int, samples: int | None, text_tokens: int | None,
-               supervised_tokens: int | None, mfu: float) -> StagePlan:
+               supervised_tokens: int | None, mfu: float, per_node: int = 8) -> StagePlan:
     cfg: TrainStageConfig = getattr(recipe, stage)
     # a LoRA stage's own settings; for the what-if LoRA rows of other stages, instruct's
     lora = cfg.lora if cfg.llm_mode == "lora" else recipe.instruct.lora
@@ -170,27 +210,30 @@ def plan_stage(recipe: Recipe, stage: str, c: Counts, gpus: int, samples: int | 
     flops = trained_samples * sample_flops(shape, seq, c.image_tokens, supervised, cfg.llm_mode)
     modes = list(dict.fromkeys([cfg.llm_mode, "lora", "full"]))
     memory = [row for mode in modes for row in memory_rows(c, cfg, mode, lora, gpus, seq, supervised)]
-    # fp32 rows of the frozen tower's features (xllava.train.features); one image per sample is an
+    # bf16 rows of the frozen tower's features (xllava.train.features); one image per sample is an
     # upper bound (the languages of a sample share its image)
-    cache = samples * c.image_tokens * c.vision_hidden * 4 / GiB
+    cache = samples * c.image_tokens * c.vision_hidden * 2 / GiB
     return StagePlan(
         stage=stage, llm_mode=cfg.llm_mode, trainable=trainable_params(c, cfg.llm_mode, cfg), samples=samples,
         samples_source=source, tokens_per_sample=seq, supervised_per_sample=supervised, global_batch=global_batch,
         steps=steps, tokens=int(trained_samples * seq), pflops=flops / 1e15,
         gpu_hours={gpu: flops / (peak * mfu) / 3600 for gpu, peak in PEAK_BF16.items()},
         feature_cache_gib=cache, memory=memory,
+        host=host_ram(replace(c, lora=c.lora if cfg.llm_mode == "lora" else 0), samples, text, gpus,
+                      min(per_node, gpus)),
+        zero3_startup=zero3_startup(c, gpus),
     )
 
 
 def build_plan(recipe: Recipe, gpus: int, llm_arch: str | None = None, vocab_size: int | None = None,
                samples: dict[str, int] | None = None, text_tokens: dict[str, int] | None = None,
-               supervised_tokens: dict[str, int] | None = None, mfu: float = 0.4) -> dict:
+               supervised_tokens: dict[str, int] | None = None, mfu: float = 0.4, per_node: int = 8) -> dict:
     """The whole plan as plain data (what `--json` prints)."""
     stages = [s for s in TRAIN_STAGES if s in recipe.stages]
     counts, sources = count(recipe, llm_arch, vocab_size, recipe.instruct.lora)
     plans = [
         plan_stage(recipe, s, counts, gpus, (samples or {}).get(s), (text_tokens or {}).get(s),
-                   (supervised_tokens or {}).get(s), mfu)
+                   (supervised_tokens or {}).get(s), mfu, per_node)
         for s in stages
     ]
     return {
@@ -200,8 +243,8 @@ def build_plan(recipe: Recipe, gpus: int, llm_arch: str | None = None, vocab_siz
         "sources": sources,
         "params": {**{k: v for k, v in asdict(counts).items() if k != "linears"}, "total": counts.total},
         "stages": [
-            {**asdict(p), "memory": [{**asdict(m), "total_ckpt": m.total_ckpt, "total_full": m.total_full}
-                                     for m in p.memory]}
+            {**asdict(p), "memory": [{**asdict(m), "total_ckpt": m.total_ckpt, "total_full": m.total_full,
+                                      "total_longest": m.total_longest} for m in p.memory]}
             for p in plans
         ],
     }
@@ -232,21 +275,27 @@ def render(plan: dict) -> str:
             f"  global batch {s['global_batch']}, optimizer steps {s['steps']:,}, tokens {s['tokens']:,}",
             f"  compute {s['pflops']:,.0f} PFLOP; GPU-hours at {plan['mfu']:.0%} MFU: "
             + ", ".join(f"{g} {h:,.0f}" for g, h in s["gpu_hours"].items() if g in ("A100", "H100", "A6000")),
-            f"  feature cache (fp32, <= one image per sample): {s['feature_cache_gib']:,.0f} GiB",
-            "  memory per GPU, GiB (weights bf16, grads bf16, Adam fp32 master+m+v; activations estimated):",
-            "    LLM     ZeRO  weights  grads  optim  act(ckpt)  act(none)  total(ckpt)  total(none)",
+            f"  feature cache (bf16, <= one image per sample): {s['feature_cache_gib']:,.0f} GiB",
+            "  host RAM per node, GiB (every rank: dataset + bf16 load + ~6 GiB process; rank 0: the export): "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in s["host"].items()),
+            "  ZeRO-3 start-up, GiB per GPU: " + ", ".join(f"{k} {v:,.1f}" for k, v in s["zero3_startup"].items()),
+            "  memory per GPU, GiB (weights bf16, grads bf16, Adam fp32 master+m+v; activations estimated;",
+            "  mean batch with and without checkpointing, and the longest batch of max_length tokens):",
+            "    LLM     ZeRO  weights  grads  optim  act(ckpt)  act(none)  act(long)  total(ckpt)  total(none)"
+            "  total(long)",
         ]
         for m in s["memory"]:
             out.append(
                 f"    {m['mode']:<7} {m['zero']:>4} {m['weights']:>8.1f} {m['grads']:>6.1f} {m['optimizer']:>6.1f}"
-                f" {m['activations_ckpt']:>10.1f} {m['activations_full']:>10.1f}"
-                f" {m['total_ckpt']:>12.1f} {m['total_full']:>12.1f}"
+                f" {m['activations_ckpt']:>10.1f} {m['activations_full']:>10.1f} {m['activations_longest']:>10.1f}"
+                f" {m['total_ckpt']:>12.1f} {m['total_full']:>12.1f} {m['total_longest']:>12.1f}"
             )
     out += [
         "",
-        "Add 2-4 GiB per GPU for the CUDA context, NCCL buffers and allocator fragmentation. DeepSpeed keeps",
-        "bf16 weights as counted; plain DDP (torchrun, configs/ddp.yaml) keeps fp32 weights under bf16 autocast,",
-        "so its frozen weights take 4 B, not 2 (the trainable ones 16 B either way).",
+        "Add 2-4 GiB per GPU for the CUDA context, NCCL buffers and allocator fragmentation. Weights load in",
+        "the training precision on every engine (bf16 as counted); plain DDP (torchrun, configs/ddp.yaml) keeps",
+        "fp32 copies of the trainable weights for autocast (16 B per trainable parameter either way).",
+        "act(long) is a bound: every row of the batch max_length tokens long (captions stay far below it).",
     ]
     return "\n".join(out)
 

@@ -48,6 +48,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The weights' dtype for inference; auto: bf16 on a GPU that has it, fp32 elsewhere."""
+    if name == "auto":
+        gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu_bf16 else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}: expected auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 class Server:
     """The loaded model, its engine and the settings: what the routes share."""
 
@@ -56,8 +69,8 @@ class Server:
 
         self.cfg = cfg
         self.name = cfg.model_name or Path(model_dir).resolve().name
-        self.model, self.processor = load_llava(Path(model_dir))
         device = resolve_device(cfg.device)
+        self.model, self.processor = load_llava(Path(model_dir), dtype=resolve_dtype(cfg.dtype, device))
         if device.type == "cpu" and cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         self.model.to(device)

@@ -39,16 +39,16 @@ def _load(path: Path) -> Image.Image:
 class Chat:
     def __init__(self, model_dir: Path, max_tokens: int = 256, temperature: float = 0.0,
                  system: str | None = None, out: TextIO = sys.stdout, device: str = "auto",
-                 seed: int | None = None):
+                 seed: int | None = None, dtype: str = "auto"):
         import torch
 
         from xllava.model.assemble import load_llava
-        from xllava.serve.app import resolve_device
+        from xllava.serve.app import resolve_device, resolve_dtype
         from xllava.serve.engine import Engine
 
         self.out = out
-        self.model, self.processor = load_llava(model_dir)
         dev = resolve_device(device)
+        self.model, self.processor = load_llava(model_dir, dtype=resolve_dtype(dtype, dev))
         if dev.type == "cpu":
             torch.set_num_threads(1)  # see ServeConfig.cpu_threads
         self.model.to(dev)
@@ -157,11 +157,12 @@ class Chat:
 
 
 def run_chat(model_dir: Path, image: Path | None = None, max_tokens: int = 256, temperature: float = 0.0,
-             system: str | None = None, device: str = "auto", seed: int | None = None) -> None:
+             system: str | None = None, device: str = "auto", seed: int | None = None,
+             dtype: str = "auto") -> None:
     _utf8(sys.stdin)
     _utf8(sys.stdout)
     print(f"loading {model_dir} ...", file=sys.stderr, flush=True)
-    chat = Chat(model_dir, max_tokens, temperature, system, device=device, seed=seed)
+    chat = Chat(model_dir, max_tokens, temperature, system, device=device, seed=seed, dtype=dtype)
     if image is not None:
         chat.set_image(image)
     chat.say(f"xllava chat · {Path(model_dir).resolve().name}" + (f" · image {image}" if image else ""))

@@ -47,9 +47,10 @@ def chat(
     system: str = typer.Option(None, help="a system message"),
     device: str = typer.Option("auto", help="cpu, cuda ... (auto: the GPU when there is one)"),
     seed: int = typer.Option(None, help="sampling seed, for reproducible answers at temperature > 0"),
+    dtype: str = typer.Option("auto", help="bf16, fp16, fp32 (auto: bf16 on a GPU that has it, else fp32)"),
 ) -> None:
     """Chat with a model in the terminal (streaming; /image PATH switches images, /help)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from xllava.serve.chat import run_chat
 
-    run_chat(model_dir, image, max_tokens, temperature, system, device, seed)
+    run_chat(model_dir, image, max_tokens, temperature, system, device, seed, dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,6 +45,8 @@ class ServeConfig(BaseModel):
     retry_after_s: int = Field(1, ge=0)
     # "auto": the GPU when there is one
     device: str = "auto"
+    # the weights' dtype: auto is bf16 on a GPU that has it, fp32 on a CPU
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     # torch intra-op threads on CPU. One is the robust choice for small models: batching already
     # fills the core, and on a shared CPU a 2-thread pool stalls whenever its second thread is
     # descheduled (10-30x slower steps measured on 2 loaded cores). None: torch's default.

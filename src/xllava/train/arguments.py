@@ -7,22 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import TrainingArguments
 
+from xllava.train.precision import resolve_precision, tf32_available, use_accelerator
 from xllava.training_config import TrainingConfig
 
 
-def uses_bf16(cfg: TrainingConfig) -> bool:
-    """`precision: auto` is bf16 on a GPU that has it; CPUs train fp32 (bf16 is slow there)."""
-    if cfg.precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return cfg.precision == "bf16"
-
-
-def training_arguments(cfg: TrainingConfig, output_dir: Path, **stage: Any) -> TrainingArguments:
+def training_arguments(cfg: TrainingConfig, output_dir: Path, stage_name: str = "stage", **stage: Any
+                       ) -> TrainingArguments:
     """Trainer settings from the knobs; `stage` adds what only one kind of stage sets (its data
-    loader workers, DDP's unused-parameter search, ...)."""
+    loader workers, DDP's unused-parameter search, ...). With a ZeRO-3 config and zero3_init_flag,
+    creating them makes later from_pretrained calls partition."""
+    use_gpu = use_accelerator(cfg.device, f"{stage_name}.device")
+    precision = resolve_precision(cfg.precision, use_gpu)
     micro, accumulation = cfg.per_process()
     # `gradient_checkpointing` became `activation_checkpointing` during transformers 5.x
     ckpt_name = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
@@ -50,9 +47,11 @@ def training_arguments(cfg: TrainingConfig, output_dir: Path, **stage: Any) -> T
         data_seed=cfg.seed,
         remove_unused_columns=False,
         report_to=[],
-        bf16=uses_bf16(cfg),
-        fp16=cfg.precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        tf32=True if use_gpu and tf32_available() else None,
+        max_grad_norm=cfg.max_grad_norm,
+        use_cpu=not use_gpu,
         disable_tqdm=False,
         **checkpointing,
         **stage,

@@ -35,11 +35,24 @@ def _feature_layers(model: LlavaForConditionalGeneration) -> list[int]:
     return [layers] if isinstance(layers, int) else list(layers)
 
 
-def load_pixels(image_processor, paths: list[Path]) -> torch.Tensor:
+def pad_to_square(image: Image.Image, mean: list[float]) -> Image.Image:
+    """LLaVA-1.5's `image_aspect_ratio: pad`: the image centred on a square of the processor's mean
+    colour, so the processor's centre crop then cuts nothing off."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = Image.new(image.mode, (side, side), tuple(int(round(255 * m)) for m in mean))
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+def load_pixels(image_processor, paths: list[Path], pad: bool = False) -> torch.Tensor:
     images = []
     for path in paths:
         with Image.open(path) as im:
-            images.append(im.convert("RGB"))
+            image = im.convert("RGB")
+        images.append(pad_to_square(image, image_processor.image_mean) if pad else image)
     return image_processor(images=images, return_tensors="pt")["pixel_values"]
 
 
@@ -54,6 +67,31 @@ def tower_fingerprint(model: LlavaForConditionalGeneration) -> str:
 def image_digest(path: Path) -> str:
     """Cache key of an image: its bytes, not its path (a regenerated world reuses the paths)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:32]
+
+
+# Past these the cache stops paying: a large tower is a small share of a large model's FLOPs (CLIP-L
+# is ~1% at 13B), and a large file is loaded whole by every rank (LLaVA-558K at 576 x 1024 in bf16
+# is 0.6 TiB). Either one turns the default (feature_cache unset) off.
+LARGE_TOWER_PARAMS = 100_000_000
+LARGE_CACHE_BYTES = 8 * 2**30
+
+
+def cache_bytes(model_config, n_images: int, bytes_per_value: int = 2) -> int:
+    """What the cache of n_images would hold: tokens x feature width per image."""
+    vision = model_config.vision_config
+    layers = model_config.vision_feature_layer
+    width = vision.hidden_size * (1 if isinstance(layers, int) else len(layers))
+    return n_images * model_config.image_seq_length * width * bytes_per_value
+
+
+def tower_params(model_config) -> int:
+    """A ViT's weights from its shape: attention (4 h^2) and MLP (2 h i) per layer."""
+    v = model_config.vision_config
+    return v.num_hidden_layers * (4 * v.hidden_size**2 + 2 * v.hidden_size * v.intermediate_size)
+
+
+def cache_by_default(model_config, n_images: int) -> bool:
+    return tower_params(model_config) < LARGE_TOWER_PARAMS and cache_bytes(model_config, n_images) < LARGE_CACHE_BYTES
 
 
 class FeatureCache:
@@ -75,6 +113,8 @@ class FeatureCache:
         folder: Path,
         batch_size: int = 64,
         write: bool = True,
+        device: torch.device | str | None = None,
+        pad: bool = False,
     ) -> FeatureCache:
         """The features of `images`, from this tower's cache file in `folder` where it has them.
 
@@ -82,9 +122,12 @@ class FeatureCache:
         run: stage 1 and stage 2 over the same images (the embedded world's) run the tower once.
         Images the file lacks are computed and the file is rewritten with them (atomically). Under
         several processes only rank 0 writes (write=True) and the others load after it
-        (write=False); a reader that finds rows missing fails rather than write a second copy."""
+        (write=False); a reader that finds rows missing fails rather than write a second copy.
+        The tower runs on `device` (the accelerator: the tower moves there, as training would move it)
+        in the model's dtype, and the features are stored in that dtype."""
         layers = "_".join(str(x) for x in _feature_layers(model))
         selection = f"{tower_fingerprint(model)}-{model.config.vision_feature_select_strategy}-{layers}"
+        selection += "-pad" if pad else ""  # padded images give other features
         path = Path(folder) / f"vision-{selection}.safetensors"
         digests = [image_digest(p) for p in images]
         stored, row_of = _read(path, selection)
@@ -96,7 +139,9 @@ class FeatureCache:
                     "the run directory must be on a filesystem that every node shares"
                 )
             path_of = dict(zip(digests, images, strict=True))  # any path of the same bytes will do
-            new = _features(model, image_processor, [path_of[d] for d in missing], batch_size)
+            if device is not None:
+                model.model.vision_tower.to(device)
+            new = _features(model, image_processor, [path_of[d] for d in missing], batch_size, pad)
             stored = torch.cat([stored, new]) if row_of else new
             row_of.update({d: len(row_of) + i for i, d in enumerate(missing)})
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,12 +177,16 @@ def _read(path: Path, selection: str) -> tuple[torch.Tensor, dict[str, int]]:
     return stored, {d: i for i, d in enumerate(order)}
 
 
-def _features(model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int) -> torch.Tensor:
+def _features(
+    model: LlavaForConditionalGeneration, image_processor, images: list[Path], batch_size: int, pad: bool
+) -> torch.Tensor:
     was_training = model.training
     model.eval()
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="vision feature cache", unit="batch"):
-        pixels = load_pixels(image_processor, images[start : start + batch_size])
-        chunks.append(select_features(model, pixels.to(model.dtype)).float())
+        pixels = load_pixels(image_processor, images[start : start + batch_size], pad)
+        tower = model.model.vision_tower
+        pixels = pixels.to(device=next(tower.parameters()).device, dtype=model.dtype)
+        chunks.append(select_features(model, pixels).cpu())
     model.train(was_training)
     return torch.cat(chunks)

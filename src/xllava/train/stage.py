@@ -17,17 +17,25 @@ the whole global batch, so N processes at batch b match one process at batch N*b
 from __future__ import annotations
 
 import json
+import os
 import time
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
-from transformers import LlavaForConditionalGeneration, Trainer, set_seed
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from xllava.config import TrainStageConfig
@@ -36,11 +44,23 @@ from xllava.train.arguments import training_arguments
 from xllava.train.checkpoints import CompletionMarker, resume_point, stage_identity
 from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
-from xllava.train.features import FeatureCache
+from xllava.train.features import FeatureCache, cache_by_default
 from xllava.train.fused_lora import lora_fused
 from xllava.train.image_check import check_images
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
+from xllava.train.precision import (
+    cast_unpartitioned,
+    check_attention,
+    check_deepspeed,
+    upcast_trainable,
+)
+from xllava.train.trainable_save import (
+    deepspeed_resume_without_frozen,
+    load_trainable,
+    save_trainable,
+    saves_trainable_only,
+)
 
 # the run's vision-feature caches (one file per tower), shared by its stages
 FEATURES_DIR = "features"
@@ -109,17 +129,44 @@ class GlobalLengthGroupedSampler(LengthGroupedSampler):
     seed + epoch (not from the global RNG, which nothing keeps in step across ranks), and groups
     in multiples of the global batch, so each optimizer step takes one slice of similar lengths."""
 
-    def __init__(self, global_batch: int, lengths: list[int], seed: int):
+    def __init__(self, global_batch: int, lengths: list[int], seed: int, per_device: int | None = None,
+                 mode: str = "megabatch"):
         super().__init__(global_batch, lengths=lengths)
         self.seed = seed
         self.epoch = 0
+        self.per_device = per_device or global_batch
+        self.mode = mode
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.mode == "llava":
+            return iter(llava_grouped_indices(self.lengths, self.batch_size, self.per_device, generator))
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def llava_grouped_indices(
+    lengths: list[int], global_batch: int, per_device: int, generator: torch.Generator
+) -> list[int]:
+    """LLaVA-1.5's grouping: a random order cut into global batches; within each, the longest samples
+    are dealt one at a time to the micro-batch with the fewest tokens so far (until it is full), so
+    every rank and accumulation step gets a similar token count. Micro-batches follow each other in
+    the order accelerate deals them to ranks."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    out: list[int] = []
+    for start in range(0, len(order), global_batch):
+        batch = sorted(order[start : start + global_batch], key=lambda i: -lengths[i])
+        n_micro = -(-len(batch) // per_device)
+        micro: list[list[int]] = [[] for _ in range(n_micro)]
+        tokens = [0] * n_micro
+        for i in batch:
+            slot = min((m for m in range(n_micro) if len(micro[m]) < per_device), key=lambda m: tokens[m])
+            micro[slot].append(i)
+            tokens[slot] += lengths[i]
+        out += [i for m in micro for i in m]
+    return out
 
 
 @contextmanager
@@ -192,6 +239,22 @@ class LlavaStageTrainer(Trainer):
             self.optimizer = trainer_adamw(self, rated)
         return self.optimizer
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Checkpoints of a model with frozen weights hold only what trains (xllava.train.trainable_save)."""
+        if _internal_call and output_dir is not None and not self.is_fsdp_enabled \
+                and saves_trainable_only(self.model):
+            save_trainable(self.model, Path(output_dir), write=self.args.should_save)
+            if self.args.should_save:
+                torch.save(self.args, Path(output_dir) / "training_args.bin")
+            return
+        super().save_model(output_dir, _internal_call)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if self.is_deepspeed_enabled and saves_trainable_only(self.model):
+            self.model_wrapped.save_checkpoint(output_dir, exclude_frozen_parameters=True)
+            return
+        super()._save_optimizer_and_scheduler(output_dir)
+
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Trainer reads a checkpoint's model.safetensors verbatim, but save_pretrained writes LLaVA in
         the legacy key layout (transformers 5 renames on save and on from_pretrained only), so every
@@ -199,6 +262,8 @@ class LlavaStageTrainer(Trainer):
         weights. Read full-model checkpoints back through from_pretrained; the engines' own formats
         (DeepSpeed, FSDP) and LoRA adapters keep Trainer's path."""
         model = self.model if model is None else model
+        if load_trainable(model, Path(resume_from_checkpoint)):
+            return
         plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
         if not (plain and isinstance(model, LlavaForConditionalGeneration)):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -210,7 +275,8 @@ class LlavaStageTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return GlobalLengthGroupedSampler(global_batch, self.lengths, seed)
+        return GlobalLengthGroupedSampler(global_batch, self.lengths, seed, self.args.train_batch_size,
+                                          self.stage.length_grouping)
 
 
 def last_complete_checkpoint(folder: Path) -> str | None:
@@ -237,14 +303,29 @@ def _sharded(trainer: Trainer) -> bool:
     """Whether each rank holds only a slice of the weights (FSDP, ZeRO-3) when training ends."""
     if trainer.is_fsdp_enabled:
         return True
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    return plugin is not None and plugin.zero_stage == 3
+    return zero_stage(trainer.args) == 3
+
+
+def zero_stage(args: TrainingArguments) -> int | None:
+    """The DeepSpeed ZeRO stage these arguments train with; None without DeepSpeed."""
+    plugin = getattr(args, "deepspeed_plugin", None)
+    if plugin is not None:
+        return plugin.zero_stage
+    if args.deepspeed:
+        return args.hf_deepspeed_config.config.get("zero_optimization", {}).get("stage")
+    return None
+
+
+def training_dtype(args: TrainingArguments) -> torch.dtype:
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else torch.float32
 
 
 def trained_model(
     trainer: Trainer, model: torch.nn.Module, cfg: TrainStageConfig, init_dir: Path
 ) -> LlavaForConditionalGeneration | None:
-    """The trained LLaVA with any LoRA merged, on rank 0 (the one writer); None on the other ranks."""
+    """The trained LLaVA with any LoRA merged, in the training precision, on rank 0 (the one writer);
+    None on the other ranks."""
+    dtype = training_dtype(trainer.args)
     if _sharded(trainer):
         # gather the full weights (a collective: every rank takes part) into a fresh copy on rank 0;
         # ZeRO-3 needs stage3_gather_16bit_weights_on_model_save (set in configs/zero3.json)
@@ -258,7 +339,7 @@ def trained_model(
             unset_hf_deepspeed_config()
         if not trainer.is_world_process_zero():
             return None
-        fresh, _ = load_llava(init_dir)
+        fresh, _ = load_llava(init_dir, dtype=dtype)
         model, _ = configure_trainable(fresh, cfg)
         missing, _ = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k in dict(model.named_parameters())]
@@ -266,7 +347,23 @@ def trained_model(
             raise RuntimeError(f"gathered state dict lacks {len(missing)} weights, e.g. {missing[:3]}")
     elif not trainer.is_world_process_zero():
         return None
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return merged.to(dtype)  # the trained weights were fp32 masters under autocast
+
+
+def use_feature_cache(cfg: TrainStageConfig, model_config, n_images: int, zero3: bool, stage_name: str) -> bool:
+    """The recipe's choice, or (None) on where the cache is cheap. Under ZeRO-3 the tower's weights
+    are partitioned from creation (zero3_init_flag), so no rank can run it outside the engine."""
+    if cfg.train_vision_tower or not n_images:
+        return False
+    if zero3:
+        if cfg.feature_cache:
+            raise ValueError(f"{stage_name}.feature_cache: true is not available under ZeRO-3 (the vision tower is "
+                             "partitioned across ranks); set it to false or leave it unset")
+        return False
+    if cfg.feature_cache is not None:
+        return cfg.feature_cache
+    return cache_by_default(model_config, n_images)
 
 
 def train_stage(
@@ -279,9 +376,9 @@ def train_stage(
     identity = stage_identity(cfg)
     # before anything is loaded: a refused resume or a damaged checkpoint shows at once
     checkpoint = resume_point(stage_dir / "checkpoints", identity, stage_name, started_from)
-    model, processor = load_llava(init_dir)
-    if cfg.llm_attention is not None:
-        model.set_attn_implementation({"text_config": cfg.llm_attention})
+    check_attention(cfg.llm_attention, f"{stage_name}.llm_attention")
+    processor = LlavaProcessor.from_pretrained(init_dir)
+    config = LlavaConfig.from_pretrained(init_dir)
     sources = cfg.sources()
     samples = load_samples(
         [run_dir / s.path for s in sources],
@@ -292,28 +389,41 @@ def train_stage(
     if not samples:
         raise ValueError(f"{stage_name}: no training samples in {cfg.data} for languages {cfg.languages}")
     check_images(samples)
+    # the arguments before the model: under ZeRO-3 with zero3_init_flag the model is then created
+    # partitioned (deepspeed.zero.Init) instead of whole on every rank first
     args = training_arguments(
-        cfg, stage_dir,
+        cfg, stage_dir, stage_name,
         dataloader_num_workers=cfg.dataloader_workers,
         average_tokens_across_devices=True,
         # a text-only batch leaves the projector without gradient; DDP must be told to look for that
         ddp_find_unused_parameters=True if any(s.image is None for s in samples) else None,
     )
-    n_image_tokens = model.config.image_seq_length
+    zero = zero_stage(args)
+    check_deepspeed(zero, cfg.gradient_checkpointing, f"{stage_name}.gradient_checkpointing")
+    dtype = training_dtype(args)
+    # FSDP casts from fp32 itself (its mixed-precision policy) and wants one dtype per wrapped unit
+    fsdp = bool(args.fsdp) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+    model, _ = load_llava(init_dir, dtype=torch.float32 if fsdp else dtype, attention=cfg.llm_attention)
+    n_image_tokens = config.image_seq_length
     dataset = LlavaDataset(
-        samples, processor.tokenizer, model.config.image_token_id, n_image_tokens, cfg.max_length
+        samples, processor.tokenizer, config.image_token_id, n_image_tokens, cfg.max_length, format=cfg.format
     )
     cache = None
-    if cfg.feature_cache and not cfg.train_vision_tower and dataset.images:
+    if use_feature_cache(cfg, config, len(dataset.images), zero == 3, stage_name):
         # one writer: rank 0 builds the file while the other ranks wait, then they read it
         with args.main_process_first(local=False, desc="vision feature cache"):
             cache = FeatureCache.build_or_load(
                 model, processor.image_processor, dataset.images, run_dir / FEATURES_DIR,
-                write=args.process_index == 0,
+                write=args.process_index == 0, device=args.device, pad=cfg.image_aspect_ratio == "pad",
             )
-    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
+    collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache,
+                             pad=cfg.image_aspect_ratio == "pad")
     set_seed(cfg.seed)  # LoRA's initial weights: the same on every rank and in every run
     model, trained = configure_trainable(model, cfg)
+    if zero is None:  # autocast's fp32 master weights
+        upcast_trainable(model)
+    else:  # DeepSpeed keeps its own fp32 masters of one-dtype weights
+        cast_unpartitioned(model, dtype)
     model.config.text_config.use_cache = False  # no KV cache in training (save_llava turns it back on)
 
     trainer = LlavaStageTrainer(
@@ -327,7 +437,8 @@ def train_stage(
     )
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
-    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused:
+    partial = deepspeed_resume_without_frozen() if zero is not None and saves_trainable_only(model) else nullcontext()
+    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused, partial:
         trainer.train(resume_from_checkpoint=checkpoint)
 
     final = trained_model(trainer, model, cfg, init_dir)
