@@ -134,16 +134,18 @@ def build_benchmarks(ev: Path) -> None:
                    "llava-bench-in-the-wild/images"):
         for i in range(3):
             draw(ev / folder / f"{i}.jpg", i + 30)
-    vq = ev / "vqav2" / "v2_OpenEnded_mscoco_test-dev2015_questions.json"
-    vq.write_text(json.dumps({"data_subtype": "test-dev2015", "task_type": "Open-Ended", "questions": [
-        {"question_id": i * 10 + 1, "image_id": i, "question": "What colour is the ball?"} for i in range(3)]}))
+    for subtype, n in (("test-dev2015", 3), ("test2015", 4)):  # test-dev is a subset of test
+        vq = ev / "vqav2" / f"v2_OpenEnded_mscoco_{subtype}_questions.json"
+        vq.write_text(json.dumps({"data_subtype": subtype, "task_type": "Open-Ended", "questions": [
+            {"question_id": i * 10 + 1, "image_id": i, "question": "What colour is the ball?"} for i in range(n)]}))
     (ev / "gqa" / "testdev_balanced_questions.json").write_text(json.dumps({
         str(100 + i): {"imageId": str(i), "question": "Is there a cup?", "answer": "no", "fullAnswer": "No.",
                        "isBalanced": True, "types": {"structural": "verify", "semantic": "obj", "detailed": "exist"}}
         for i in range(3)}))
-    jsonl(ev / "pope" / "coco_pope_random.json", [{"question_id": i + 1, "image": f"{i}.jpg", "text":
-                                                   "Is there a ball in the image?", "label": "yes" if i % 2 else "no"}
-                                                  for i in range(3)])
+    for category in ("adversarial", "popular", "random"):  # each file numbers its questions from 1
+        jsonl(ev / "pope" / "coco" / f"coco_pope_{category}.json", [
+            {"question_id": i + 1, "image": f"{i}.jpg", "text": "Is there a ball in the image?",
+             "label": "yes" if i % 2 else "no"} for i in range(3)])
     lb = ev / "llava-bench-in-the-wild"
     jsonl(lb / "questions.jsonl", [{"question_id": i, "image": f"{i}.jpg", "text": "Describe the image.",
                                     "category": "detail"} for i in range(3)])
@@ -201,7 +203,9 @@ def test_paper_recipe_runs_end_to_end_without_the_world(tmp_path: Path) -> None:
     suite = json.loads((run_dir / "eval" / "suite_scores.json").read_text())
     assert set(suite["benchmarks"]) == {"bvqa-ko", "bvqa-en", "koviz", "koliv", "vqav2", "gqa", "pope",
                                         "llava-bench", "mmbench"}
-    assert json.loads(Path(suite["benchmarks"]["vqav2"]["en"]["submission"]).read_text())[0]["question_id"] == 1
+    submission = json.loads(Path(suite["benchmarks"]["vqav2"]["en"]["submission"]).read_text())
+    assert sorted(a["question_id"] for a in submission) == [1, 11, 21, 31]  # every test2015 question
+    assert suite["benchmarks"]["pope"]["en"]["n"] == 9  # three files of three, ids no longer colliding
     assert suite["benchmarks"]["llava-bench"]["en"]["failed"] == 0 and suite["preference"]["align"]
     assert (run_dir / "report" / "report.md").read_text().count("|") > 20
     # the model directory loads in plain transformers
