@@ -51,6 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
+from bench_common import WORLD, cpu_name  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 from transformers.trainer_utils import SaveStrategy  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
@@ -73,8 +74,6 @@ from xllava.train.stage import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-WORLD = ["world.n_train_scenes=200", "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
-         "stages=[world, datagen]", "model.projector_init=random"]
 # --smoke: the tiny recipe on a 24-scene world, a few small steps (the bench-script test)
 SMOKE = ["world.n_train_scenes=24", "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
          "stages=[world, datagen]", "model.projector_init=random", "instruct.batch_size=8"]
@@ -140,6 +139,7 @@ class TakeTurns(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.side.steps.append(time.perf_counter() - self.started)
+        print(f"{self.side.name} step {state.global_step}/{state.max_steps}: {self.side.steps[-1]:.1f} s", flush=True)
         # after its last step a side waits for its turn once more, so what Trainer does after the
         # loop never runs beside the other side's step; it hands on for good when train() returns
         self.baton.hand_on(self.side.name)
@@ -182,15 +182,6 @@ def held_out_loss(model, collator: LlavaCollator, items: list[dict], micro_batch
             tokens += n
     base.train(was_training)
     return total / tokens
-
-
-def cpu_name() -> str:
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0] if names else 'unknown cpu'}, {os.cpu_count()} cpus, torch {torch.backends.cpu.get_cpu_capability()}"
 
 
 def rate(side: Side, timed_from: int, accum: int, epoch_tokens: int, epoch_samples: int) -> tuple[float, str]:
