@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import os
 import random
 import tempfile
@@ -126,6 +127,16 @@ class Recording:
         return batch
 
 
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc). Each side's thread allocates from its own malloc
+    arena, which keeps what its step freed: without this the process holds both sides' peaks at once
+    (20 GB on smol at micro-batch 4 instead of one side's 9-10)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 class TakeTurns(TrainerCallback):
     """Holds the baton from the start of training to the end of each optimizer step, then hands on."""
 
@@ -140,6 +151,7 @@ class TakeTurns(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.side.steps.append(time.perf_counter() - self.started)
         print(f"{self.side.name} step {state.global_step}/{state.max_steps}: {self.side.steps[-1]:.1f} s", flush=True)
+        release_freed_memory()
         # after its last step a side waits for its turn once more, so what Trainer does after the
         # loop never runs beside the other side's step; it hands on for good when train() returns
         self.baton.hand_on(self.side.name)

@@ -26,6 +26,7 @@ def run_bench(script: str, *args: str, timeout: int = 600) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_peer_trl_trains_both_sides_alike(tmp_path: Path) -> None:
     out = run_bench("peer_trl.py", "--smoke", "--run-dir", str(tmp_path))
     assert re.search(r"^machine: .+, \d+ cpus, torch \w+", out, re.M)
@@ -63,20 +64,22 @@ def test_datagen_bench() -> None:
 
 
 def test_vocab_encode_bench() -> None:
-    out = run_bench("vocab_encode.py", "--pieces", "400", "--repeat", "1")
+    out = run_bench("vocab_encode.py", "--pieces", "1500", "--repeat", "1")
     for name in ("base", "merges", "add_tokens"):
         assert re.search(rf"^{name} +ko [\d.]+ tok/syllable", out, re.M), out
     assert out.strip().splitlines()[-1].startswith("merges vs add_tokens:")
 
 
+@pytest.mark.slow
 def test_copy_shortcut_bench(fast_run: Path) -> None:
     out = run_bench("copy_shortcut.py", str(fast_run))
     for name in ("alone", "right first", "wrong first", "wrong first: copied"):
         assert re.search(rf"^{re.escape(name)} +[\d.]+%  \(\d+/\d+\)$", out, re.M), out
 
 
+@pytest.mark.slow
 def test_projector_probe_bench(fast_run: Path) -> None:
-    out = run_bench("projector_probe.py", str(fast_run))
+    out = run_bench("projector_probe.py", str(fast_run), "--scenes", "20")
     rows = [line.split() for line in out.splitlines() if line.startswith(("assembled", "stage"))]
     assert rows and all("%" in row[-1] for row in rows), out
 
@@ -85,5 +88,5 @@ def test_projector_probe_bench(fast_run: Path) -> None:
 def test_lm_smol_bench(tmp_path: Path) -> None:
     pytest.importorskip("gguf")  # the smol-runtime extra (make venv installs it): SmolLM2's weights
     out = run_bench("lm_smol.py", "--steps", "1", "--tokens-per-epoch", "8192", "--eval-limit", "4",
-                    "--out", str(tmp_path / "lm"))
+                    "--seq-len", "64", "--out", str(tmp_path / "lm"))
     assert re.search(r"^lm_smol: ko bpc [\d.]+ -> [\d.]+", out, re.M), out
