@@ -12,6 +12,10 @@ import torch
 WORLD = ["world.n_train_scenes=200", "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
          "stages=[world, datagen]", "model.projector_init=random"]
 
+# --smoke: the tiny recipe on a 24-scene world, small batches (tests/test_bench_scripts.py)
+SMOKE = ["world.n_train_scenes=24", "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
+         "stages=[world, datagen]", "model.projector_init=random", "instruct.batch_size=8"]
+
 
 def cpu_name() -> str:
     """The processor and torch's vector capability: ratios move with them (AVX2 vs AVX-512)."""

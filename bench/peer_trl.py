@@ -53,7 +53,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
-from bench_common import WORLD, cpu_name  # noqa: E402
+from bench_common import SMOKE, WORLD, cpu_name  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 from transformers.trainer_utils import SaveStrategy  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
@@ -76,10 +76,6 @@ from xllava.train.stage import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# --smoke: the tiny recipe on a 24-scene world, a few small steps (the bench-script test)
-SMOKE = ["world.n_train_scenes=24", "world.n_eval_scenes=4", "world.eval_questions_per_type=2",
-         "stages=[world, datagen]", "model.projector_init=random", "instruct.batch_size=8"]
-
 
 class Baton:
     """One holder at a time among named sides; a finished side drops out of the rotation."""

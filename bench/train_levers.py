@@ -10,6 +10,7 @@
    fused LoRA), the top operators by their own CPU time.
 
     python bench/train_levers.py --recipe recipes/smol.yaml      # about 3 minutes on 2 cores
+    python bench/train_levers.py --smoke     # a shrunk tiny run in seconds (tests/test_bench_scripts.py)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_common import WORLD, cpu_name  # noqa: E402
+from bench_common import SMOKE, WORLD, cpu_name  # noqa: E402
 
 from xllava.config import load_recipe  # noqa: E402
 from xllava.model.assemble import load_llava  # noqa: E402
@@ -35,6 +36,8 @@ from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.stage import GlobalLengthGroupedSampler, configure_trainable  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -68,10 +71,12 @@ def main() -> None:
     parser.add_argument("--profiled", type=int, default=2, help="micro-batches profiled (after one warm-up)")
     parser.add_argument("--top", type=int, default=15, help="operators listed")
     parser.add_argument("--run-dir", default=None, help="reuse a run directory (world + base model)")
+    parser.add_argument("--smoke", action="store_true", help="the tiny recipe shrunk to seconds (for tests)")
     args = parser.parse_args()
 
+    recipe_path = ROOT / "recipes" / "tiny.yaml" if args.smoke else Path(args.recipe)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="xllava-levers-"))
-    recipe = load_recipe(args.recipe, [f"output_dir={run_dir}", *WORLD])
+    recipe = load_recipe(recipe_path, [f"output_dir={run_dir}", *(SMOKE if args.smoke else WORLD)])
     Pipeline(recipe, log=lambda _: None).run()
     init = Pipeline(recipe, log=lambda _: None).base_model_dir()
     cfg = recipe.instruct
@@ -79,7 +84,7 @@ def main() -> None:
     samples = load_samples([run_dir / p for p in cfg.data], languages=cfg.languages, tasks=cfg.tasks)
     dataset = LlavaDataset(samples, processor.tokenizer, model.config.image_token_id,
                            model.config.image_seq_length, cfg.max_length)
-    print(f"recipe {args.recipe}: {len(dataset)} samples of {len(dataset.images)} images, batch {cfg.batch_size} "
+    print(f"recipe {recipe_path}: {len(dataset)} samples of {len(dataset.images)} images, batch {cfg.batch_size} "
           f"in micro-batches of {args.micro_batch}; machine: {cpu_name()}")
 
     # the stage's order: one global length-grouped order, cut into global batches, then micro-batches

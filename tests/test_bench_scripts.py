@@ -45,6 +45,15 @@ def test_peer_trl_trains_both_sides_alike(tmp_path: Path) -> None:
     assert re.search(r"^ratio xllava/trl: [\d.]+x  \(incl\. the feature cache .*: [\d.]+x\)$", out, re.M)
 
 
+def test_train_levers_measures_and_profiles(tmp_path: Path) -> None:
+    out = run_bench("train_levers.py", "--smoke", "--run-dir", str(tmp_path), "--profiled", "1")
+    padding = re.search(r"^1\. real tokens only: .* hold (\d+) real tokens padded to (\d+) \(([\d.]+)% padding", out, re.M)
+    assert padding and int(padding[2]) >= int(padding[1]) > 0, out
+    prefix = re.search(r"^2\. shared image prefix: (\d+) tokens per image .* saves ([\d.]+)% .* at most ([\d.]+)%", out, re.M)
+    assert prefix and int(prefix[1]) > 0 and float(prefix[2]) <= float(prefix[3]), out
+    assert re.search(r"^3\. profile of 1 micro-batches", out, re.M) and "aten::" in out
+
+
 @pytest.mark.slow
 def test_serve_builds_its_own_model(tmp_path: Path) -> None:
     """The default path: no --model-dir, so the script trains the fast tiny model first."""
