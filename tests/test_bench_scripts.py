@@ -99,3 +99,23 @@ def test_lm_smol_bench(tmp_path: Path) -> None:
     out = run_bench("lm_smol.py", "--steps", "1", "--tokens-per-epoch", "8192", "--eval-limit", "4",
                     "--seq-len", "64", "--out", str(tmp_path / "lm"))
     assert re.search(r"^lm_smol: ko bpc [\d.]+ -> [\d.]+", out, re.M), out
+
+
+# the bench scripts whose default path some test runs: this file's tests, or the named test file
+COVERED = {
+    "peer_trl.py": "test_bench_scripts.py", "train_levers.py": "test_bench_scripts.py",
+    "serve.py": "test_bench_scripts.py", "datagen.py": "test_bench_scripts.py",
+    "vocab_encode.py": "test_bench_scripts.py", "copy_shortcut.py": "test_bench_scripts.py",
+    "projector_probe.py": "test_bench_scripts.py", "lm_smol.py": "test_bench_scripts.py",
+    "train_throughput.py": "test_throughput_bench.py", "gpu_train.py": "test_scale_bench.py",
+}
+HELPERS = {"bench_common.py"}  # imported by the scripts, not run
+
+
+def test_every_bench_script_has_a_test_that_runs_it() -> None:
+    scripts = {p.name for p in (ROOT / "bench").glob("*.py")} - HELPERS
+    missing = sorted(scripts - COVERED.keys())
+    assert not missing, f"bench scripts no test runs: {missing}; add their shrunk default path here"
+    for script, test_file in COVERED.items():
+        assert script in scripts, f"{script} is listed but gone from bench/"
+        assert script in (ROOT / "tests" / test_file).read_text(encoding="utf-8"), (script, test_file)
