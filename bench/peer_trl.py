@@ -25,7 +25,7 @@ samples/s over the epoch is estimated from its real-token rate over the timed st
 models are scored on the same held-out samples with the same loss (xllava.train.loss, the full
 forward): they must agree within 5%, i.e. both trained the same thing.
 
-    # the acceptance target (>= 3x): about 7 minutes of 2 idle cores (811 s of CPU measured,
+    # the acceptance target (>= 3x): about 6-7 minutes of 2 idle cores (685-811 s of CPU measured,
     # world and model build included), far longer on a machine shared with other work
     python bench/peer_trl.py --recipe recipes/smol.yaml
     python bench/peer_trl.py --recipe recipes/tiny.yaml --steps 4
