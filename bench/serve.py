@@ -29,11 +29,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-# the fast variant of the tiny recipe (as tests/conftest.py): a model in about 30 s on 2 cores
+# the fast variant of the tiny recipe (as tests/conftest.py): a model in about 30 s on 2 cores. Its
+# stage 2 reads what datagen writes (datagen/instruct.jsonl), so datagen runs too, short answers only
 FAST = [
     "world.n_train_scenes=40", "world.n_eval_scenes=8", "world.eval_questions_per_type=4", "tower.epochs=1",
-    "align.max_steps=4", "align.batch_size=8", "instruct.max_steps=4", "instruct.batch_size=8",
-    "stages=[world, tower, align, instruct]",
+    "tower.extra_scenes=0", "datagen.tasks=[short_answer]", "align.max_steps=4", "align.batch_size=8",
+    "instruct.max_steps=4", "instruct.batch_size=8", "stages=[world, datagen, tower, align, instruct]",
 ]
 
 
