@@ -48,7 +48,7 @@ from xllava.train.stage import (  # noqa: E402
     _sharded,
     configure_trainable,
     loss_as_forward,
-    training_arguments,
+    stage_arguments,
 )
 
 # Llama-2-7B and CLIP ViT-L/14-336 (their released config.json files); the CPU mode shrinks both
@@ -172,7 +172,7 @@ def run_stage(model, stage: TrainStageConfig, batches, features, warmup: int, on
 
     cfg = stage.model_copy(update={"max_steps": len(batches), "save_steps": 10**9, "logging_steps": 10**9,
                                    "group_by_length": False, "warmup_ratio": 0.0})
-    args = training_arguments(cfg, __import__("pathlib").Path(out), has_text_only=False, stage_name="bench")
+    args = stage_arguments(cfg, __import__("pathlib").Path(out), "bench", has_text_only=False)
     trainer = LlavaStageTrainer(model=model, args=args, train_dataset=_FeatureRows(batches, features),
                                 data_collator=_stack, stage=cfg, lengths=[0] * (len(batches) * len(batches[0]["labels"])),
                                 callbacks=[Clock()])

@@ -71,8 +71,9 @@ from xllava.train.stage import (  # noqa: E402
     LlavaStageTrainer,
     configure_trainable,
     loss_as_forward,
+    stage_arguments,
     trainer_adamw,
-    training_arguments,
+    use_feature_cache,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,13 +237,14 @@ def main() -> None:
         parser.error(f"--micro-batch {micro} does not divide the batch size {cfg.batch_size}")
     accum = cfg.batch_size // micro
     steps = 1 + args.steps
-    cfg = cfg.model_copy(update={"batch_size": micro, "grad_accum": accum, "max_steps": steps})
+    cfg = cfg.model_copy(update={"micro_batch": micro, "max_steps": steps})
 
     tokenizer = processor.tokenizer
     dataset = LlavaDataset(samples, tokenizer, model.config.image_token_id, model.config.image_seq_length,
                            cfg.max_length)
-    held_items = LlavaDataset(held, tokenizer, model.config.image_token_id, model.config.image_seq_length,
-                              cfg.max_length).items
+    held_set = LlavaDataset(held, tokenizer, model.config.image_token_id, model.config.image_seq_length,
+                            cfg.max_length)
+    held_items = [held_set[i] for i in range(len(held_set))]
     torch.manual_seed(cfg.seed)
     model, trained = configure_trainable(model, cfg)
     model.config.text_config.use_cache = False
@@ -259,7 +261,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="trainers-", dir=run_dir))
     started = time.perf_counter()
     cache = None
-    if cfg.feature_cache and dataset.images:
+    if dataset.images and use_feature_cache(cfg, ours_base.config, len(dataset.images), False, "instruct"):
         cache = FeatureCache.build_or_load(ours_base, processor.image_processor, dataset.images, work / "features")
     cache_seconds = time.perf_counter() - started
     if cfg.llm_attention is not None:
@@ -268,7 +270,7 @@ def main() -> None:
     sides = {"xllava": Side("xllava"), "trl": Side("trl")}
     baton = Baton(list(sides))
 
-    ours_args = training_arguments(cfg, work / "xllava", has_text_only=any(s.image is None for s in samples))
+    ours_args = stage_arguments(cfg, work / "xllava", "instruct", has_text_only=any(s.image is None for s in samples))
     ours_args.disable_tqdm = True
     ours_args.save_strategy = SaveStrategy.NO
     ours = LlavaStageTrainer(
@@ -281,7 +283,7 @@ def main() -> None:
     trl_args = SFTConfig(
         output_dir=str(work / "trl"), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
         max_steps=steps, learning_rate=cfg.lr, lr_scheduler_type="constant", weight_decay=cfg.weight_decay,
-        adam_beta2=cfg.adam_beta2, seed=cfg.seed, data_seed=cfg.seed, max_length=None, assistant_only_loss=True,
+        adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1], seed=cfg.seed, data_seed=cfg.seed, max_length=None, assistant_only_loss=True,
         gradient_checkpointing=False, bf16=False, use_cpu=True, report_to=[], logging_steps=1,
         save_strategy="no", disable_tqdm=True, dataloader_num_workers=cfg.dataloader_workers,
     )

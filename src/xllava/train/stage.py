@@ -351,6 +351,19 @@ def trained_model(
     return merged.to(dtype)  # the trained weights were fp32 masters under autocast
 
 
+def stage_arguments(cfg: TrainStageConfig, stage_dir: Path, stage_name: str, has_text_only: bool
+                    ) -> TrainingArguments:
+    """The knobs' TrainingArguments plus what a LLaVA stage adds: its loader workers, the loss averaged
+    over the tokens of every device, and DDP's search for unused parameters where text-only batches
+    leave the projector without gradient."""
+    return training_arguments(
+        cfg, stage_dir, stage_name,
+        dataloader_num_workers=cfg.dataloader_workers,
+        average_tokens_across_devices=True,
+        ddp_find_unused_parameters=True if has_text_only else None,
+    )
+
+
 def use_feature_cache(cfg: TrainStageConfig, model_config, n_images: int, zero3: bool, stage_name: str) -> bool:
     """The recipe's choice, or (None) on where the cache is cheap. Under ZeRO-3 the tower's weights
     are partitioned from creation (zero3_init_flag), so no rank can run it outside the engine."""
@@ -391,13 +404,7 @@ def train_stage(
     check_images(samples)
     # the arguments before the model: under ZeRO-3 with zero3_init_flag the model is then created
     # partitioned (deepspeed.zero.Init) instead of whole on every rank first
-    args = training_arguments(
-        cfg, stage_dir, stage_name,
-        dataloader_num_workers=cfg.dataloader_workers,
-        average_tokens_across_devices=True,
-        # a text-only batch leaves the projector without gradient; DDP must be told to look for that
-        ddp_find_unused_parameters=True if any(s.image is None for s in samples) else None,
-    )
+    args = stage_arguments(cfg, stage_dir, stage_name, has_text_only=any(s.image is None for s in samples))
     zero = zero_stage(args)
     check_deepspeed(zero, cfg.gradient_checkpointing, f"{stage_name}.gradient_checkpointing")
     dtype = training_dtype(args)
