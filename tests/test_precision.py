@@ -82,10 +82,10 @@ def test_cuda_and_flash_attention_fail_fast_naming_the_field(tmp_path: Path) -> 
     from xllava.pipeline import Pipeline
     from xllava.preflight import InputError
     from xllava.train.precision import DeviceUnavailable, check_attention
-    from xllava.train.stage import training_arguments
+    from xllava.train.stage import stage_arguments
 
     with pytest.raises(DeviceUnavailable, match=r"^instruct\.device: cuda, but torch sees no CUDA device"):
-        training_arguments(TrainStageConfig(device="cuda"), tmp_path, False, "instruct")
+        stage_arguments(TrainStageConfig(device="cuda"), tmp_path, "instruct", has_text_only=False)
     with pytest.raises(DeviceUnavailable, match=r"^align\.llm_attention: flash_attention_2"):
         check_attention("flash_attention_2", "align.llm_attention")
     check_attention("sdpa", "align.llm_attention")
@@ -99,12 +99,13 @@ def test_cuda_and_flash_attention_fail_fast_naming_the_field(tmp_path: Path) -> 
 
 
 def test_precision_reaches_the_trainer(tmp_path: Path) -> None:
-    from xllava.train.stage import training_arguments, training_dtype
+    from xllava.train.stage import stage_arguments, training_dtype
 
-    args = training_arguments(TrainStageConfig(precision="bf16", device="cpu", max_grad_norm=0.0), tmp_path, False)
+    args = stage_arguments(TrainStageConfig(precision="bf16", device="cpu", max_grad_norm=0.0), tmp_path, "instruct",
+                           has_text_only=False)
     assert args.bf16 and not args.fp16 and args.max_grad_norm == 0.0 and args.use_cpu
     assert training_dtype(args) == torch.bfloat16
-    args = training_arguments(TrainStageConfig(precision="auto", device="cpu"), tmp_path, False)
+    args = stage_arguments(TrainStageConfig(precision="auto", device="cpu"), tmp_path, "instruct", has_text_only=False)
     assert not args.bf16 and training_dtype(args) == torch.float32  # auto on a CPU: fp32
 
 

@@ -32,7 +32,7 @@ def test_every_missing_input_is_listed_with_its_field(tmp_path: Path, monkeypatc
     for field, path in [("model.llm.path", "models/llama-2-13b"), ("vocab.corpus", "data/text/ko.txt"),
                         ("lm.sources[1].path", "data/text/en.txt"), ("datagen.images", "data/vg"),
                         ("align.data[0]", "data/llava-cc3m-595k-ek.json"),
-                        ("instruct.data[0].image_root", "data/coco/train2014"),
+                        ("instruct.data[0].image_root", "data/coco/train2017"),
                         ("eval.benchmarks[5].questions", "data/eval/gqa/testdev_balanced_questions.json")]:
         assert any(p.startswith(field + ":") and str(tmp_path / path) in p for p in problems), (field, text)
     # the stage-2 file the datagen stage will write is not reported missing
@@ -57,7 +57,7 @@ def test_a_malformed_data_file_names_file_line_and_field(tmp_path: Path) -> None
     data.mkdir()
     (data / "llava-cc3m-595k-ek.json").write_text("id,image,caption\n1,a.jpg,a cat\n")
     (data / "cc3m").mkdir()
-    (data / "coco" / "train2014").mkdir(parents=True)
+    (data / "coco" / "train2017").mkdir(parents=True)
     (data / "llava-instruct-158k-ek.json").write_text(json.dumps([{"id": "x", "image": "missing.jpg",
                                                                    "conversations": [{"from": "human", "value": "<image>\nhi"},
                                                                                      {"from": "gpt", "value": "hello"}]}]))
@@ -111,8 +111,8 @@ def test_a_finished_stage_is_not_checked_again(tmp_path: Path) -> None:
 
 def test_a_benchmark_file_in_the_wrong_format_is_named(tmp_path: Path) -> None:
     ev = tmp_path / "data" / "eval"
-    (ev / "pope").mkdir(parents=True)
-    (ev / "pope" / "coco_pope_random.json").write_text('{"question_id": 1, "image": "a.jpg", "text": "ball?"}\n')
+    (ev / "pope" / "coco").mkdir(parents=True)  # the folder of the official files
+    (ev / "pope" / "coco" / "coco_pope_random.json").write_text('{"question_id": 1, "image": "a.jpg", "text": "ball?"}\n')
     (ev / "gqa").mkdir()
     (ev / "gqa" / "testdev_balanced_questions.json").write_text("question,imageId\n")
     (ev / "mmbench").mkdir()

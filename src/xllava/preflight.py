@@ -237,10 +237,13 @@ def _check_eval(c: _Checker, recipe: Recipe) -> None:
                     field == "annotations" or (field == "questions" and not Path(value).suffix)))
                 kind = "dir" if folder else "file"
                 path = c.path(f"eval.benchmarks[{i}].{field}", value, "eval", kind)
-                problem = sniff_benchmark(spec.format, field, path, labels_apart=spec.annotations is not None) \
-                    if path is not None and kind == "file" else None
-                if problem:
-                    c.problems.append(f"eval.benchmarks[{i}].{field}: {problem}")
+                files = [path] if kind == "file" else []
+                if path is not None and folder and field == "questions":  # POPE: each official file in it
+                    files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+                for file in files if path is not None else []:
+                    problem = sniff_benchmark(spec.format, field, file, labels_apart=spec.annotations is not None)
+                    if problem:
+                        c.problems.append(f"eval.benchmarks[{i}].{field}: {problem}")
     if cfg.needs_judge():
         c.endpoint("eval.judge", cfg.judge.base_url, cfg.judge.api_key_env, "eval")
     if cfg.preference_on:
