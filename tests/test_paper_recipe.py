@@ -33,9 +33,9 @@ SMALL = [
     "lm.precision=fp32", "lm.logging_steps=1",
     "datagen.languages=[en, ko]", "datagen.teacher.concurrency=2", "datagen.teacher.api_key_env=null",
     f"datagen.teacher.model={TEACHER_MODEL}", "datagen.budget_usd=null",
-    "align.max_steps=2", "align.batch_size=2", "align.precision=fp32", "align.dataloader_workers=0",
+    "align.max_steps=2", "align.batch_size=2", "align.micro_batch=2", "align.precision=fp32", "align.dataloader_workers=0",
     "align.logging_steps=1", "align.device=cpu", "align.llm_attention=sdpa",
-    "instruct.max_steps=2", "instruct.batch_size=2", "instruct.precision=fp32", "instruct.dataloader_workers=0",
+    "instruct.max_steps=2", "instruct.batch_size=2", "instruct.micro_batch=2", "instruct.precision=fp32", "instruct.dataloader_workers=0",
     "instruct.logging_steps=1", "instruct.device=cpu", "instruct.llm_attention=sdpa",
     "eval.limit=3", "eval.batch_size=4", "eval.max_new_tokens=4", "eval.long_max_new_tokens=8",
     "eval.judge.api_key_env=null", f"eval.judge.model={JUDGE_MODEL}", "eval.preference_word_limits=[null]",
@@ -205,7 +205,8 @@ def test_paper_recipe_runs_end_to_end_without_the_world(tmp_path: Path) -> None:
                                         "llava-bench", "mmbench"}
     submission = json.loads(Path(suite["benchmarks"]["vqav2"]["en"]["submission"]).read_text())
     assert sorted(a["question_id"] for a in submission) == [1, 11, 21, 31]  # every test2015 question
-    assert suite["benchmarks"]["pope"]["en"]["n"] == 9  # three files of three, ids no longer colliding
+    # the folder's three files: one question taken from each (eval.limit=3), each scored in its file's category
+    assert set(suite["benchmarks"]["pope"]["en"]["per_category"]) == {"adversarial", "popular", "random"}
     assert suite["benchmarks"]["llava-bench"]["en"]["failed"] == 0 and suite["preference"]["align"]
     assert (run_dir / "report" / "report.md").read_text().count("|") > 20
     # the model directory loads in plain transformers

@@ -173,4 +173,6 @@ def test_the_global_batch_splits_over_processes() -> None:
     assert cfg.per_process(8) == (16, 2)
     assert TrainStageConfig(batch_size=256).per_process(8) == (32, 1)
     with pytest.raises(ValueError, match="not a multiple"):
-        TrainStageConfig(batch_size=100, micro_batch=16).per_process(2)
+        TrainStageConfig(batch_size=96, micro_batch=16).per_process(4)
+    with pytest.raises(ValueError, match="batch_size 100 is not a multiple of micro_batch 16"):
+        TrainStageConfig(batch_size=100, micro_batch=16)  # at load, before any work

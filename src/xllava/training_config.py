@@ -57,9 +57,11 @@ class TrainingConfig(Strict):
         return data
 
     @model_validator(mode="after")
-    def _betas_in_range(self) -> TrainingConfig:
+    def _consistent(self) -> TrainingConfig:
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must each be in [0, 1), got {list(self.betas)}")
+        if self.micro_batch is not None and self.batch_size % self.micro_batch:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch {self.micro_batch}")
         return self
 
     def per_process(self, processes: int | None = None) -> tuple[int, int]:
