@@ -25,6 +25,7 @@ except ImportError:
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+COMMAND_FENCE = re.compile(r"^```(?!text)[^\n]*\n(.*?)^```", re.S | re.M)  # ```text: a program's output
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
 COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
@@ -33,7 +34,7 @@ COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b")
 def command_lines(text: str) -> list[str]:
     """`xllava ...` lines in fenced code blocks, continuation backslashes joined, comments dropped."""
     found = []
-    for block in FENCE.findall(text):
+    for block in COMMAND_FENCE.findall(text):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             line = line.strip()
