@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench_common import cpu_name  # noqa: E402
 from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: E402
 
 from xllava.config import load_recipe  # noqa: E402
@@ -104,16 +105,6 @@ def report(dataset, side: Side) -> float:
     print(f"{side.name:8s} {epoch_samples / epoch_seconds:8.2f} samples/s over the epoch  (timed {samples} samples in "
           f"{side.seconds:.1f} s: {samples / side.seconds:.2f}/s; {tokens} tokens, padded to {padded / tokens:.2f}x)")
     return epoch_samples / epoch_seconds
-
-
-def cpu_name() -> str:
-    """The processor and torch's vector capability: the ratio moves with them (AVX2 vs AVX-512)."""
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0] if names else 'unknown cpu'}, {os.cpu_count()} cpus, torch {torch.backends.cpu.get_cpu_capability()}"
 
 
 def main() -> None:

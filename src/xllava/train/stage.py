@@ -279,26 +279,6 @@ class LlavaStageTrainer(Trainer):
                                           self.stage.length_grouping)
 
 
-def last_complete_checkpoint(folder: Path) -> str | None:
-    """The newest checkpoint whose trainer_state.json (Trainer writes it last) is whole.
-
-    A process killed while saving leaves a partial checkpoint-N; it is skipped, and Trainer
-    overwrites it when it reaches step N again."""
-    if not folder.is_dir():
-        return None
-    found = []
-    for path in folder.glob("checkpoint-*"):
-        if path.name.split("-")[-1].isdigit():
-            found.append((int(path.name.split("-")[-1]), path))
-    for _, path in sorted(found, reverse=True):
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        return str(path)
-    return None
-
-
 def _sharded(trainer: Trainer) -> bool:
     """Whether each rank holds only a slice of the weights (FSDP, ZeRO-3) when training ends."""
     if trainer.is_fsdp_enabled:
