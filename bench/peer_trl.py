@@ -19,14 +19,14 @@ batches grouped by real token length, the supervised-positions-only tail, fused 
 Each side runs its own `Trainer.train()` loop in its own thread; a baton passed at every optimizer
 step lets exactly one of them run at a time, so the sides take turns batch by batch and a drift in
 the machine's speed falls on both alike. A side's time is the wall time it holds the baton: data
-loading, collation, forward, backward and the optimizer. The first step of each side is a warm-up.
-Each side draws its batches its own way (TRL: random; xllava: length-grouped), so a side's
-samples/s over the epoch is estimated from its real-token rate over the timed steps. After them both
-models are scored on the same held-out samples with the same loss (xllava.train.loss, the full
-forward): they must agree within 5%, i.e. both trained the same thing.
+loading, collation, forward, backward and the optimizer. Both sides train one epoch over the same
+`batch x steps` samples (a seeded draw from the world's stage-2 data), each in its own order (TRL:
+random; xllava: grouped by length), and every step is timed, the first included: samples/s are
+the same samples over the time each side took. After them both models are scored on the same
+held-out samples with the same loss (xllava.train.loss, the full forward): they must agree within
+5%, i.e. both trained the same thing.
 
-    # the acceptance target (>= 3x): about 6-7 minutes of 2 idle cores (685-811 s of CPU measured,
-    # world and model build included), far longer on a machine shared with other work
+    # the acceptance target (>= 3x): about 10 minutes of 2 idle cores, world and model build included
     python bench/peer_trl.py --recipe recipes/smol.yaml
     python bench/peer_trl.py --recipe recipes/tiny.yaml --steps 4
     python bench/peer_trl.py --smoke      # a shrunk tiny run in seconds (tests/test_bench_scripts.py)
@@ -194,24 +194,23 @@ def held_out_loss(model, collator: LlavaCollator, items: list[dict], micro_batch
     return total / tokens
 
 
-def rate(side: Side, timed_from: int, accum: int, epoch_tokens: int, epoch_samples: int) -> tuple[float, str]:
-    """Samples/s over the epoch from the timed steps' real-token rate, and a line describing them."""
-    seconds = sum(side.steps[timed_from:])
-    micro = side.batches[timed_from * accum : len(side.steps) * accum]
-    samples = sum(b[0] for b in micro)
-    real = sum(b[1] for b in micro)
-    padded = sum(b[2] for b in micro)
-    per_second = epoch_samples / (seconds * epoch_tokens / real)
-    line = (f"{side.name:7s} {per_second:7.3f} samples/s over the epoch  (timed {len(side.steps) - timed_from} steps, "
-            f"{samples} samples in {seconds:.1f} s: {samples / seconds:.3f}/s; {real} real tokens, "
-            f"{padded - real} padding ({padded / real:.2f}x))")
+def rate(side: Side) -> tuple[float, str]:
+    """Samples/s over all of a side's steps, and a line describing them."""
+    seconds = sum(side.steps)
+    samples = sum(b[0] for b in side.batches)
+    real = sum(b[1] for b in side.batches)
+    padded = sum(b[2] for b in side.batches)
+    per_second = samples / seconds
+    line = (f"{side.name:7s} {per_second:7.3f} samples/s  ({len(side.steps)} steps, {samples} samples in {seconds:.1f} s; "
+            f"{real} real tokens, {padded - real} padding ({padded / real:.2f}x))")
     return per_second, line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="recipes/smol.yaml")
-    parser.add_argument("--steps", type=int, default=2, help="timed optimizer steps per side (after 1 warm-up)")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="optimizer steps per side, all timed: one epoch over the same batch x steps samples")
     parser.add_argument("--micro-batch", type=int, default=None,
                         help="samples per forward (default: 4 for an LLM over 50M parameters, else the whole "
                              "batch); the global batch stays the recipe's")
@@ -230,13 +229,17 @@ def main() -> None:
     model, processor = load_llava(init)
     samples = load_samples([run_dir / p for p in cfg.data], languages=cfg.languages, tasks=cfg.tasks)
     random.Random(0).shuffle(samples)
-    held, samples = samples[: args.held_out], samples[args.held_out :]
+    held, rest = samples[: args.held_out], samples[args.held_out :]
     params = sum(p.numel() for p in model.parameters())
     micro = args.micro_batch or (4 if params > 50e6 else cfg.batch_size)
     if cfg.batch_size % micro:
         parser.error(f"--micro-batch {micro} does not divide the batch size {cfg.batch_size}")
     accum = cfg.batch_size // micro
-    steps = 1 + args.steps
+    steps = args.steps
+    if cfg.batch_size * steps > len(rest):
+        parser.error(f"--steps {steps} needs {cfg.batch_size * steps} samples; the world has {len(rest)}")
+    samples = rest[: cfg.batch_size * steps]  # both sides' epoch
+    epoch_samples, epoch_images = len(rest), len({s.image for s in rest if s.image is not None})
     cfg = cfg.model_copy(update={"micro_batch": micro, "max_steps": steps})
 
     tokenizer = processor.tokenizer
@@ -251,9 +254,9 @@ def main() -> None:
     theirs = copy.deepcopy(model)  # the same weights and LoRA init on both sides
     ours_base = model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    print(f"recipe {recipe_path}: {params / 1e6:.1f}M params, trained {trained}, {len(dataset)} samples of "
-          f"{len(dataset.images)} images, batch {micro} x {accum} = {micro * accum}, lr {cfg.lr} "
-          f"(projector {cfg.projector_lr}), 1 warm-up + {args.steps} timed steps, torch threads {torch.get_num_threads()}")
+    print(f"recipe {recipe_path}: {params / 1e6:.1f}M params, trained {trained}, {len(dataset)} of "
+          f"{epoch_samples} samples ({len(dataset.images)} images), batch {micro} x {accum} = {micro * accum}, lr {cfg.lr} "
+          f"(projector {cfg.projector_lr}), {steps} steps on both sides, torch threads {torch.get_num_threads()}")
     print(f"machine: {cpu_name()}")
     pixels = LlavaCollator(tokenizer.pad_token_id, dataset.images, processor.image_processor)
     before = held_out_loss(model, pixels, held_items, micro)
@@ -310,13 +313,14 @@ def main() -> None:
         if side.error is not None:
             raise RuntimeError(f"the {side.name} side failed") from side.error
 
-    epoch_tokens, epoch_samples = sum(dataset.lengths), len(dataset)
     print(f"xllava: {fused} LoRA projections fused; feature cache {cache_seconds:.1f} s for {len(dataset.images)} images")
-    ours_rate, ours_line = rate(sides["xllava"], 1, accum, epoch_tokens, epoch_samples)
-    trl_rate, trl_line = rate(sides["trl"], 1, accum, epoch_tokens, epoch_samples)
+    ours_rate, ours_line = rate(sides["xllava"])
+    trl_rate, trl_line = rate(sides["trl"])
     print(ours_line)
     print(trl_line)
-    with_cache = epoch_samples / (epoch_samples / ours_rate + cache_seconds)
+    # the cache's cost over a whole epoch: the tower once per image, its records reuse the features
+    epoch_cache = cache_seconds / max(1, len(dataset.images)) * epoch_images
+    with_cache = epoch_samples / (epoch_samples / ours_rate + epoch_cache)
     last = {name: [h["loss"] for h in trainer.state.log_history if "loss" in h]
             for name, trainer in (("xllava", ours), ("trl", peer))}
     after = {"xllava": held_out_loss(model, pixels, held_items, micro),

@@ -95,9 +95,11 @@ def run_pipeline(
     if world_size() <= 1:
         return Pipeline(recipe, log=log).run(only=only, force=force)
     state = _state()
+    finished = False
     try:
         if not state.is_main_process:
             follow(recipe)
+            finished = True
             return None
         leader = LeaderPipeline(recipe, log=log)
         try:
@@ -107,16 +109,27 @@ def run_pipeline(
                 _broadcast(FAILED)
             raise
         _broadcast(DONE)
+        finished = True
         return results
     finally:
-        _leave()
+        _leave(finished)
 
 
-def _leave() -> None:
-    """Tear the process group down before the interpreter exits: left to exit handlers, gloo's worker
-    threads were sometimes still joinable and the process aborted ("terminate called without an active
-    exception", exit -6) after all work was written."""
+def _leave(finished: bool) -> None:
+    """Tear the process group down while the interpreter is whole.
+
+    A trainer's DDP module holds the process group and its pending gloo work; left to the
+    interpreter's exit, freeing them can abort the process ("terminate called without an active
+    exception", exit -6) after all work was written. So: free what the trainings left (they sit in
+    reference cycles), wait until every rank is here when all went well (no rank still reading the
+    last broadcast), then destroy the group."""
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
