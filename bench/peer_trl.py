@@ -9,7 +9,8 @@ TRL: `SFTTrainer` on a `datasets.Dataset` of conversational `messages` plus `ima
 decoded per access by the `Image` feature), the model's `LlavaProcessor` as processing class, so its
 `DataCollatorForVisionLanguageModeling` applies the chat template and processes the images of each
 batch; `assistant_only_loss=True` (TRL's option for VLMs with a `{% generation %}` template: the
-labels are the assistant turns, as xllava's), `max_length=None` (TRL's advice for VLMs). TRL refuses
+labels are the assistant turns, as xllava's), `max_length` the stage's (TRL keeps the start, where
+the image is; xllava cuts after the last whole answer that fits). TRL refuses
 packing and padding-free training for vision datasets, so batches are right-padded. Two of
 SFTConfig's defaults are changed, both in TRL's favour: `gradient_checkpointing=False` (recomputing
 activations saves memory that a CPU has, at the cost of time) and `bf16=False` (fp32, as xllava).
@@ -19,10 +20,12 @@ batches grouped by real token length, the supervised-positions-only tail, fused 
 Each side runs its own `Trainer.train()` loop in its own thread; a baton passed at every optimizer
 step lets exactly one of them run at a time, so the sides take turns batch by batch and a drift in
 the machine's speed falls on both alike. A side's time is the wall time it holds the baton: data
-loading, collation, forward, backward and the optimizer. Both sides train one epoch over the same
-`batch x steps` samples (a seeded draw from the world's stage-2 data), each in its own order (TRL:
-random; xllava: grouped by length), and every step is timed, the first included: samples/s are
-the same samples over the time each side took. After them both models are scored on the same
+loading, collation, forward, backward and the optimizer. Each side first takes one untimed step on
+other samples in the thread that then trains (its thread pool and first kernels warm; the weights
+put back). Then both train one epoch over the same `batch x steps` samples (a seeded draw from the
+world's stage-2 data), each ordering and batching them its own way (TRL: random; xllava: by length,
+which over so few samples leaves more padding than over a whole epoch), every step timed: samples/s
+are the same samples over the time each side took. After them both models are scored on the same
 held-out samples with the same loss (xllava.train.loss, the full forward): they must agree within
 5%, i.e. both trained the same thing.
 
@@ -54,11 +57,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
 from bench_common import SMOKE, WORLD, cpu_name  # noqa: E402
-from transformers import PrinterCallback, TrainerCallback  # noqa: E402
+from torch.utils.data import Subset  # noqa: E402
+from transformers import PrinterCallback, Trainer, TrainerCallback  # noqa: E402
 from transformers.trainer_utils import SaveStrategy  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from xllava.config import load_recipe  # noqa: E402
+from xllava.config import TrainStageConfig, load_recipe  # noqa: E402
 from xllava.model.assemble import load_llava  # noqa: E402
 from xllava.pipeline import Pipeline  # noqa: E402
 from xllava.train.data import Sample, load_samples  # noqa: E402
@@ -157,9 +161,13 @@ class TakeTurns(TrainerCallback):
         self.started = time.perf_counter()
 
 
-def run_side(baton: Baton, side: Side, train: Callable[[], None]) -> threading.Thread:
+def run_side(baton: Baton, side: Side, warm_up: Callable[[], None], train: Callable[[], None]) -> threading.Thread:
+    """The side's thread: an untimed warm-up step, then its timed training, each holding the baton."""
+
     def target():
         try:
+            baton.take(side.name)
+            warm_up()
             train()
         except BaseException as err:  # reported by main; the other side must not wait for it
             side.error = err
@@ -169,6 +177,44 @@ def run_side(baton: Baton, side: Side, train: Callable[[], None]) -> threading.T
     thread = threading.Thread(target=target, name=side.name)
     thread.start()
     return thread
+
+
+def untimed_step(trainer: Trainer) -> Callable[[], None]:
+    """One optimizer step that only warms the thread that runs it (its thread pool, allocator arena,
+    first kernels); the trained weights are put back, so both sides start the timed epoch alike."""
+
+    def step() -> None:
+        saved = [(p, p.detach().clone()) for p in trainer.model.parameters() if p.requires_grad]
+        trainer.train()
+        with torch.no_grad():
+            for p, value in saved:
+                p.copy_(value)
+        trainer.model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def xllava_trainer(model, cfg: TrainStageConfig, steps: int, data, lengths: list[int], collate: Callable,
+                   out: Path, callbacks: list | None = None) -> LlavaStageTrainer:
+    """xllava's stage-2 trainer as the instruct stage builds it, for `steps` optimizer steps."""
+    cfg = cfg.model_copy(update={"max_steps": steps})
+    args = stage_arguments(cfg, out, "instruct", has_text_only=False)  # one process: no DDP to configure
+    args.disable_tqdm = True
+    args.save_strategy = SaveStrategy.NO
+    return LlavaStageTrainer(model=model, args=args, train_dataset=data, data_collator=collate, stage=cfg,
+                             lengths=lengths, callbacks=callbacks)
+
+
+def trl_config(cfg: TrainStageConfig, micro: int, steps: int, out: Path) -> SFTConfig:
+    """SFTConfig for the same batch, rate and optimizer settings as the stage."""
+    return SFTConfig(
+        output_dir=str(out), per_device_train_batch_size=micro, gradient_accumulation_steps=cfg.batch_size // micro,
+        max_steps=steps, learning_rate=cfg.lr, lr_scheduler_type="constant", weight_decay=cfg.weight_decay,
+        adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1], seed=cfg.seed, data_seed=cfg.seed,
+        max_length=cfg.max_length, assistant_only_loss=True, gradient_checkpointing=False, bf16=False,
+        use_cpu=True, report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True,
+        dataloader_num_workers=cfg.dataloader_workers,
+    )
 
 
 def trl_dataset(samples: list[Sample]) -> datasets.Dataset:
@@ -236,15 +282,15 @@ def main() -> None:
         parser.error(f"--micro-batch {micro} does not divide the batch size {cfg.batch_size}")
     accum = cfg.batch_size // micro
     steps = args.steps
-    if cfg.batch_size * steps > len(rest):
-        parser.error(f"--steps {steps} needs {cfg.batch_size * steps} samples; the world has {len(rest)}")
-    samples = rest[: cfg.batch_size * steps]  # both sides' epoch
-    epoch_samples, epoch_images = len(rest), len({s.image for s in rest if s.image is not None})
-    cfg = cfg.model_copy(update={"micro_batch": micro, "max_steps": steps})
+    if cfg.batch_size * (1 + steps) > len(rest):
+        parser.error(f"--steps {steps} needs {cfg.batch_size * (1 + steps)} samples; the world has {len(rest)}")
+    cfg = cfg.model_copy(update={"micro_batch": micro})
 
     tokenizer = processor.tokenizer
-    dataset = LlavaDataset(samples, tokenizer, model.config.image_token_id, model.config.image_seq_length,
-                           cfg.max_length)
+    epoch = LlavaDataset(rest, tokenizer, model.config.image_token_id, model.config.image_seq_length, cfg.max_length)
+    # the samples both sides train (a seeded draw), after a warm-up batch of others
+    warm_ids, timed_ids = list(range(cfg.batch_size)), list(range(cfg.batch_size, cfg.batch_size * (1 + steps)))
+    samples = [rest[j] for j in timed_ids]
     held_set = LlavaDataset(held, tokenizer, model.config.image_token_id, model.config.image_seq_length,
                             cfg.max_length)
     held_items = [held_set[i] for i in range(len(held_set))]
@@ -254,42 +300,30 @@ def main() -> None:
     theirs = copy.deepcopy(model)  # the same weights and LoRA init on both sides
     ours_base = model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    print(f"recipe {recipe_path}: {params / 1e6:.1f}M params, trained {trained}, {len(dataset)} of "
-          f"{epoch_samples} samples ({len(dataset.images)} images), batch {micro} x {accum} = {micro * accum}, lr {cfg.lr} "
-          f"(projector {cfg.projector_lr}), {steps} steps on both sides, torch threads {torch.get_num_threads()}")
+    print(f"recipe {recipe_path}: {params / 1e6:.1f}M params, trained {trained}, {len(samples)} of {len(epoch)} "
+          f"samples (a seeded draw), "
+          f"batch {micro} x {accum} = {micro * accum}, lr {cfg.lr} (projector {cfg.projector_lr}), max length "
+          f"{cfg.max_length}, 1 untimed + {steps} timed steps on both sides, torch threads {torch.get_num_threads()}")
     print(f"machine: {cpu_name()}")
-    pixels = LlavaCollator(tokenizer.pad_token_id, dataset.images, processor.image_processor)
+    pixels = LlavaCollator(tokenizer.pad_token_id, epoch.images, processor.image_processor)
     before = held_out_loss(model, pixels, held_items, micro)
 
     work = Path(tempfile.mkdtemp(prefix="trainers-", dir=run_dir))
     started = time.perf_counter()
     cache = None
-    if dataset.images and use_feature_cache(cfg, ours_base.config, len(dataset.images), False, "instruct"):
-        cache = FeatureCache.build_or_load(ours_base, processor.image_processor, dataset.images, work / "features")
-    cache_seconds = time.perf_counter() - started
+    if epoch.images and use_feature_cache(cfg, ours_base.config, len(epoch.images), False, "instruct"):
+        cache = FeatureCache.build_or_load(ours_base, processor.image_processor, epoch.images, work / "features")
+    cache_seconds = time.perf_counter() - started  # the epoch's images, once
     if cfg.llm_attention is not None:
         ours_base.set_attn_implementation({"text_config": cfg.llm_attention})
 
     sides = {"xllava": Side("xllava"), "trl": Side("trl")}
     baton = Baton(list(sides))
-
-    ours_args = stage_arguments(cfg, work / "xllava", "instruct", has_text_only=any(s.image is None for s in samples))
-    ours_args.disable_tqdm = True
-    ours_args.save_strategy = SaveStrategy.NO
-    ours = LlavaStageTrainer(
-        model=model, args=ours_args, train_dataset=dataset,
-        data_collator=Recording(LlavaCollator(tokenizer.pad_token_id, dataset.images, processor.image_processor,
-                                              cache), sides["xllava"]),
-        stage=cfg, lengths=dataset.lengths, callbacks=[TakeTurns(baton, sides["xllava"])],
-    )
-
-    trl_args = SFTConfig(
-        output_dir=str(work / "trl"), per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
-        max_steps=steps, learning_rate=cfg.lr, lr_scheduler_type="constant", weight_decay=cfg.weight_decay,
-        adam_beta1=cfg.betas[0], adam_beta2=cfg.betas[1], seed=cfg.seed, data_seed=cfg.seed, max_length=None, assistant_only_loss=True,
-        gradient_checkpointing=False, bf16=False, use_cpu=True, report_to=[], logging_steps=1,
-        save_strategy="no", disable_tqdm=True, dataloader_num_workers=cfg.dataloader_workers,
-    )
+    collate = LlavaCollator(tokenizer.pad_token_id, epoch.images, processor.image_processor, cache)
+    ours = xllava_trainer(model, cfg, steps, Subset(epoch, timed_ids), [epoch.lengths[j] for j in timed_ids],
+                          Recording(collate, sides["xllava"]), work / "xllava", callbacks=[TakeTurns(baton, sides["xllava"])])
+    ours_warm = xllava_trainer(model, cfg, 1, Subset(epoch, warm_ids), [epoch.lengths[j] for j in warm_ids],
+                               collate, work / "xllava-warm")
     # the same per-module rates and AdamW as xllava's (a projector rate of its own is not a TRL
     # option, but Trainer takes an optimizer): the parameter groups of xllava's, by name
     ours.create_optimizer()
@@ -297,30 +331,33 @@ def main() -> None:
     names = {id(p): n for n, p in model.named_parameters()}
     groups = [{"params": [by_name[names[id(p)]] for p in g["params"]], "lr": g["lr"]}
               for g in ours.optimizer.param_groups]
-    peer = SFTTrainer(model=theirs, args=trl_args, train_dataset=trl_dataset(samples), processing_class=processor,
-                      optimizers=(trainer_adamw(ours, groups), None), callbacks=[TakeTurns(baton, sides["trl"])])
+    peer = SFTTrainer(model=theirs, args=trl_config(cfg, micro, steps, work / "trl"), train_dataset=trl_dataset(samples),
+                      processing_class=processor, optimizers=(trainer_adamw(ours, groups), None),
+                      callbacks=[TakeTurns(baton, sides["trl"])])
     peer.data_collator = Recording(peer.data_collator, sides["trl"])
-    for trainer in (ours, peer):
+    peer_warm = SFTTrainer(model=theirs, args=trl_config(cfg, micro, 1, work / "trl-warm"),
+                           train_dataset=trl_dataset([rest[j] for j in warm_ids]), processing_class=processor)
+    for trainer in (ours, peer, ours_warm, peer_warm):
         trainer.remove_callback(PrinterCallback)  # the per-step dicts: the summary below has them
 
     with ExitStack() as stack:
         stack.enter_context(loss_as_forward(model, cfg.supervised_logits_only))
         fused = stack.enter_context(lora_fused(model, enabled=cfg.lora.fused))
-        threads = [run_side(baton, sides["xllava"], ours.train), run_side(baton, sides["trl"], peer.train)]
+        threads = [run_side(baton, sides["xllava"], untimed_step(ours_warm), ours.train),
+                   run_side(baton, sides["trl"], untimed_step(peer_warm), peer.train)]
         for thread in threads:
             thread.join()
     for side in sides.values():
         if side.error is not None:
             raise RuntimeError(f"the {side.name} side failed") from side.error
 
-    print(f"xllava: {fused} LoRA projections fused; feature cache {cache_seconds:.1f} s for {len(dataset.images)} images")
+    print(f"xllava: {fused} LoRA projections fused; feature cache {cache_seconds:.1f} s for {len(epoch.images)} images")
     ours_rate, ours_line = rate(sides["xllava"])
     trl_rate, trl_line = rate(sides["trl"])
     print(ours_line)
     print(trl_line)
     # the cache's cost over a whole epoch: the tower once per image, its records reuse the features
-    epoch_cache = cache_seconds / max(1, len(dataset.images)) * epoch_images
-    with_cache = epoch_samples / (epoch_samples / ours_rate + epoch_cache)
+    with_cache = len(epoch) / (len(epoch) / ours_rate + cache_seconds)
     last = {name: [h["loss"] for h in trainer.state.log_history if "loss" in h]
             for name, trainer in (("xllava", ours), ("trl", peer))}
     after = {"xllava": held_out_loss(model, pixels, held_items, micro),
@@ -331,7 +368,7 @@ def main() -> None:
     print(f"held-out loss ({len(held_items)} samples): before {before:.4f}; after xllava {after['xllava']:.4f}, "
           f"trl {after['trl']:.4f} ({100 * gap:.1f}% apart: {'same' if gap <= 0.05 else 'DIFFERENT'} training)")
     print(f"ratio xllava/trl: {ours_rate / trl_rate:.2f}x  (incl. the feature cache over an epoch of "
-          f"{epoch_samples} samples: {with_cache / trl_rate:.2f}x)")
+          f"{len(epoch)} samples: {with_cache / trl_rate:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Here:
 - autograd keeps the input (which the frozen projection needs anyway), the mask and the rank-r
   activation, not the dropped input.
 
-`python -m xllava.train.fused_lora` times one projection both ways; bench/train_throughput.py a
+`python -m xllava.train.fused_lora` times one layer's seven projections four ways; bench/train_throughput.py a
 whole step. Written by hand because neither torch nor peft fuses this on a CPU. On CUDA peft's
 path is already fast (Philox dropout, fused kernels), so `lora_fused` only takes layers on a CPU.
 Like patch_matmul the swap changes no module, parameter or saved state: it sets each layer's
@@ -38,33 +38,50 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 LANE_VALUES = 1 << 16
 
 
-def keep_multiplier(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32,
-                    device: torch.device | None = None) -> torch.Tensor:
-    """A dropout multiplier of `shape`: 1/keep_rate with probability keep_rate = 1 - p (p quantised
-    to 1/65536), else 0."""
+def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32,
+              device: torch.device | None = None) -> torch.Tensor:
+    """A 0/1 mask of `shape`: 1 with probability 1 - p (p quantised to 1/65536)."""
     drop_below = round(p * LANE_VALUES)
     n = shape.numel()
     # random_(min, None) fills all 64 bits (a plain random_() leaves the sign bit 0): four lanes
     draws = torch.empty(-(-n // 4), dtype=torch.int64, device=device).random_(-(1 << 63), None)
-    lanes = draws.view(torch.int16)[:n].view(shape).to(dtype)  # uniform over [-32768, 32767]
+    lanes = draws.view(torch.int16)[:n].view(shape)  # uniform over [-32768, 32767]
     # keep <=> lane as u16 >= drop_below <=> lane as i16 > drop_below - 32768 - 1. On integers
-    # clamp(lane - that, 0, 1) is that test as 0/1, in float ops (bool ops are far slower on a CPU)
-    keep = lanes.sub_(drop_below - LANE_VALUES // 2 - 1).clamp_(0, 1)
-    return keep.mul_(1.0 / (1.0 - drop_below / LANE_VALUES))
+    # clamp(lane - that, 0, 1) is that test as 0/1 in float ops (bool ops are far slower on a CPU);
+    # the subtraction reads the int16 lanes and writes float32 in one pass, exact for every lane
+    keep = torch.sub(lanes, float(drop_below - LANE_VALUES // 2 - 1)).clamp_(0, 1)
+    return keep if dtype == torch.float32 else keep.to(dtype)  # 0 and 1 are exact in any dtype
+
+
+def keep_scale(p: float) -> float:
+    """What kept values are multiplied by: 1 / the quantised keep rate."""
+    return 1.0 / (1.0 - round(p * LANE_VALUES) / LANE_VALUES)
+
+
+def keep_multiplier(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """A dropout multiplier of `shape`: keep_scale(p) with probability 1 - p, else 0."""
+    return keep_mask(shape, p, dtype, device).mul_(keep_scale(p))
 
 
 class _LoraProjection(torch.autograd.Function):
-    """x W^T + b + s ((x * keep) A^T) B^T, with W and b frozen; keep is drawn when p > 0."""
+    """x W^T + b + s ((x * keep) A^T) B^T, with W and b frozen; keep is drawn when p > 0.
+
+    The mask is kept as 0/1 and its scale folded into the rank-r side (low, grad A) and the
+    addcmul's value, where it costs nothing, instead of a pass over the mask."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float, p: float) -> torch.Tensor:
-        keep = keep_multiplier(x.shape, p, x.dtype, x.device) if p > 0 else None
+        keep = keep_mask(x.shape, p, x.dtype, x.device) if p > 0 else None
+        kept = keep_scale(p) if p > 0 else 1.0
         rows = x.reshape(-1, x.shape[-1])
         low = F.linear(rows if keep is None else rows * keep.view_as(rows), lora_a)  # [n, r]
+        if keep is not None:
+            low.mul_(kept)
         out = F.linear(rows, weight, bias).addmm_(low, lora_b.t(), alpha=scaling)
         ctx.save_for_backward(x, keep, low, weight, lora_a, lora_b)
-        ctx.scaling = scaling
+        ctx.scaling, ctx.kept = scaling, kept
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
@@ -78,11 +95,11 @@ class _LoraProjection(torch.autograd.Function):
             if keep is None:
                 grad_x.addmm_(grad_low, lora_a)
             else:  # a rank-r product into zeros: on CPU BLAS 3-4x faster than into a fresh tensor
-                grad_x.addcmul_(torch.zeros_like(grad_x).addmm_(grad_low, lora_a), keep.view_as(grad_x))
+                grad_x.addcmul_(torch.zeros_like(grad_x).addmm_(grad_low, lora_a), keep.view_as(grad_x),
+                                value=ctx.kept)
             grad_x = grad_x.view_as(x)
         if ctx.needs_input_grad[3]:
-            dropped = rows if keep is None else rows * keep.view_as(rows)
-            grad_a = grad_low.t() @ dropped
+            grad_a = grad_low.t() @ rows if keep is None else (grad_low.t() @ (rows * keep.view_as(rows))).mul_(ctx.kept)
         if ctx.needs_input_grad[4]:
             grad_b = (grad.t() @ low).mul_(ctx.scaling)
         return grad_x, None, None, grad_a, grad_b, None, None
@@ -144,21 +161,31 @@ def lora_fused(model: nn.Module, enabled: bool = True) -> Iterator[int]:
             del layer.forward  # the instance attribute; the class's forward shows again
 
 
-def _bench(steps: int = 20) -> None:
-    """Forward and backward of one rank-8 LoRA projection (576 -> 576, dropout 0.05) on 4 x 172 tokens."""
+def _bench(tokens: int = 600, steps: int = 40) -> None:
+    """Forward and backward of the 7 rank-8 LoRA projections of one SmolLM2-135M layer (q, k, v, o:
+    576 -> 576/192; gate, up: 576 -> 1536; down: 1536 -> 576) on `tokens` tokens: the frozen matrix
+    alone, fused without and with dropout 0.05, and peft's modules."""
     from peft import LoraConfig, get_peft_model
 
+    shapes = [(576, 576), (576, 192), (576, 192), (576, 576), (576, 1536), (576, 1536), (1536, 576)]
+    totals = dict.fromkeys(("frozen", "fused p=0", "fused", "peft"), 0.0)
     torch.manual_seed(0)
-    model = get_peft_model(nn.Sequential(nn.Linear(576, 576)),
-                           LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=["0"]))
-    x = torch.randn(4, 172, 576, requires_grad=True)
-    for name in ("peft", "fused") * 2:
-        with lora_fused(model, enabled=name == "fused"):
-            for i in range(steps + 3):
-                if i == 3:
-                    started = time.perf_counter()
-                model(x).sum().backward()
-        print(f"{name:6s} {(time.perf_counter() - started) / steps * 1e3:.2f} ms per forward and backward")
+    for d_in, d_out in shapes:
+        model = get_peft_model(nn.Sequential(nn.Linear(d_in, d_out, bias=False)),
+                               LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=["0"]))
+        x, grad = torch.randn(tokens, d_in, requires_grad=True), torch.randn(tokens, d_out)
+        dropout = model.base_model.model[0].lora_dropout["default"]
+        for name in totals:
+            dropout.p = 0.0 if name == "fused p=0" else 0.05
+            with lora_fused(model, enabled=name != "peft"), \
+                    model.disable_adapter() if name == "frozen" else torch.enable_grad():
+                for i in range(steps + 5):
+                    if i == 5:
+                        started = time.perf_counter()
+                    model(x).backward(grad)
+            totals[name] += (time.perf_counter() - started) / steps * 1e3
+    print(f"one layer's 7 projections, {tokens} tokens, forward and backward: "
+          + ", ".join(f"{name} {ms:.1f} ms" for name, ms in totals.items()))
 
 
 if __name__ == "__main__":
