@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import fast_recipe
 from xllava.eval.stage import run_eval_stage
 from xllava.eval.suite_config import BenchmarkSpec, EvalConfig
 from xllava.pipeline import Pipeline
+from xllava.preflight import InputError
 
 
 def test_run_writes_every_stage(fast_run: Path) -> None:
@@ -63,6 +66,19 @@ def test_second_run_skips_everything(fast_run: Path) -> None:
     Pipeline(fast_recipe(fast_run), log=logs.append).run()
     assert all("complete, skipped" in line for line in logs), logs
     assert (fast_run / "instruct" / "manifest.json").read_text() == before
+
+
+def test_only_runs_a_stage_whose_later_stages_were_never_run(tmp_path: Path) -> None:
+    """`only` needs the stages before the asked one complete, not the ones after it."""
+    run = tmp_path / "run"
+    pipeline = Pipeline(fast_recipe(run, "stages=[world, datagen, vocab]"), log=lambda _: None)
+    results = pipeline.run(only=["world"])
+    assert list(results) == ["world"] and (run / "world" / "manifest.json").exists()
+    assert not (run / "datagen").exists() and not (run / "vocab").exists()
+    with pytest.raises(RuntimeError, match="stage datagen is not complete"):
+        pipeline.run(only=["vocab"])  # an earlier stage missing is still an error
+    with pytest.raises(InputError, match=r"stages: instruct asked for, but the recipe's stages are \['world', 'datagen', 'vocab'\]"):
+        pipeline.run(only=["instruct"])
 
 
 def test_changed_stage_config_redoes_that_stage_and_later_ones(fast_run: Path, tmp_path: Path) -> None:

@@ -351,13 +351,20 @@ class Pipeline:
     def run(self, only: list[str] | None = None, force: bool = False) -> dict[str, dict]:
         # only the stages that will run have their inputs checked: a finished datagen stage needs
         # neither its teacher nor its key again
+        unknown = [s for s in only or [] if s not in self.recipe.stages]
+        if unknown:
+            raise InputError([f"stages: {', '.join(unknown)} asked for, but the recipe's stages are {self.recipe.stages}"])
         problems = check_inputs(self.recipe, self.pending(only, force))
         if problems:
             raise InputError(problems)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.recipe, self.run_dir / "recipe.resolved.yaml")
         results: dict[str, dict] = {}
-        for stage, digest in stage_digests(self.recipe):
+        digests = stage_digests(self.recipe)
+        if only is not None:  # the stages after the last one asked for are not this run's business
+            names = [stage for stage, _ in digests]
+            digests = digests[: max(names.index(s) + 1 for s in only)]
+        for stage, digest in digests:
             stage_dir = self.run_dir / stage
             recover(stage_dir)
             manifest = read_manifest(stage_dir)
