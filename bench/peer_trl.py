@@ -56,15 +56,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
-from bench_common import SMOKE, WORLD, cpu_name  # noqa: E402
+from bench_common import cpu_name, prepared_world  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 from transformers import PrinterCallback, Trainer, TrainerCallback  # noqa: E402
 from transformers.trainer_utils import SaveStrategy  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from xllava.config import TrainStageConfig, load_recipe  # noqa: E402
+from xllava.config import TrainStageConfig  # noqa: E402
 from xllava.model.assemble import load_llava  # noqa: E402
-from xllava.pipeline import Pipeline  # noqa: E402
 from xllava.train.data import Sample, load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
@@ -80,7 +79,6 @@ from xllava.train.stage import (  # noqa: E402
     use_feature_cache,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 
 class Baton:
     """One holder at a time among named sides; a finished side drops out of the rotation."""
@@ -265,11 +263,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="the tiny recipe shrunk to seconds (for tests)")
     args = parser.parse_args()
 
-    recipe_path = ROOT / "recipes" / "tiny.yaml" if args.smoke else Path(args.recipe)
-    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="xllava-peer-trl-"))
-    recipe = load_recipe(recipe_path, [f"output_dir={run_dir}", *(SMOKE if args.smoke else WORLD)])
-    Pipeline(recipe, log=lambda _: None).run()
-    init = Pipeline(recipe, log=lambda _: None).base_model_dir()
+    recipe_path, run_dir, recipe, init = prepared_world(args.recipe, args.smoke, args.run_dir, "xllava-peer-trl-")
     cfg = recipe.instruct.model_copy(update={"train_vision_tower": False, "scheduler": "constant",
                                              "warmup_ratio": 0.0, "save_steps": 10**9, "logging_steps": 1})
     model, processor = load_llava(init)

@@ -25,19 +25,15 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_common import SMOKE, WORLD, cpu_name  # noqa: E402
+from bench_common import cpu_name, prepared_world  # noqa: E402
 
-from xllava.config import load_recipe  # noqa: E402
 from xllava.model.assemble import load_llava  # noqa: E402
-from xllava.pipeline import Pipeline  # noqa: E402
 from xllava.train.data import load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.stage import GlobalLengthGroupedSampler, configure_trainable  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -77,11 +73,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="the tiny recipe shrunk to seconds (for tests)")
     args = parser.parse_args()
 
-    recipe_path = ROOT / "recipes" / "tiny.yaml" if args.smoke else Path(args.recipe)
-    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="xllava-levers-"))
-    recipe = load_recipe(recipe_path, [f"output_dir={run_dir}", *(SMOKE if args.smoke else WORLD)])
-    Pipeline(recipe, log=lambda _: None).run()
-    init = Pipeline(recipe, log=lambda _: None).base_model_dir()
+    recipe_path, run_dir, recipe, init = prepared_world(args.recipe, args.smoke, args.run_dir, "xllava-levers-")
     cfg = recipe.instruct
     model, processor = load_llava(init)
     samples = load_samples([run_dir / p for p in cfg.data], languages=cfg.languages, tasks=cfg.tasks)

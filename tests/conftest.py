@@ -37,6 +37,23 @@ FAST = [
 ]
 
 
+def torchrun_xllava(command: list[str], sets: list[str], timeout: int = 900) -> str:
+    """`xllava COMMAND tiny.yaml --set ...` in 2 processes under torchrun (gloo, one thread each on
+    2 cores); asserts it succeeded and returns its stdout and stderr."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "xllava.cli", *command, str(TINY)]
+    for s in sets:
+        args += ["--set", s]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-5000:]
+    return out
+
+
 def fast_recipe(run_dir: Path, *extra: str):
     from xllava.pipeline import load_recipe
 

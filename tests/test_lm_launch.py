@@ -4,14 +4,11 @@ alone measures and writes, and the model it writes is the one trained with the g
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, TINY, fast_recipe
+from tests.conftest import FAST, fast_recipe, torchrun_xllava
 
 pytestmark = pytest.mark.slow
 LM = ["lm.max_steps=3", "lm.seq_len=64", "lm.eval_limit=20", "lm.tokens_per_epoch=20000", "lm.lr=1e-3",
@@ -23,14 +20,7 @@ def test_lm_stage_under_torchrun(tmp_path: Path) -> None:
 
     run = tmp_path / "run"
     Pipeline(fast_recipe(run, "stages=[world, datagen, vocab]"), log=lambda _: None).run()
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "xllava.cli", "run", str(TINY)]
-    for s in [*FAST, f"output_dir={run}", "stages=[world, datagen, vocab, lm]", *LM]:
-        args += ["--set", s]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
+    out = torchrun_xllava(["run"], [*FAST, f"output_dir={run}", "stages=[world, datagen, vocab, lm]", *LM])
     assert out.count("[xllava] lm: running") == 1
 
     figures = json.loads((run / "lm" / "manifest.json").read_text())["figures"]

@@ -5,16 +5,13 @@ fields that pick hardware: `device`, `llm_attention`, fp16."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import FAST, TINY, fast_recipe
+from tests.conftest import FAST, fast_recipe, torchrun_xllava
 from xllava.config import TrainStageConfig
 
 BF16 = ["align.max_steps=2", "align.precision=bf16", "align.logging_steps=1", "align.llm_mode=frozen",
@@ -29,13 +26,7 @@ def test_bf16_stage1_and_stage2_under_torchrun(tmp_path: Path) -> None:
 
     run = tmp_path / "run"
     Pipeline(fast_recipe(run, "stages=[world, datagen, tower]"), log=lambda _: None).run()
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "xllava.cli", "run", str(TINY)]
-    for s in [*FAST, f"output_dir={run}", "stages=[world, datagen, tower, align, instruct]", *BF16]:
-        args += ["--set", s]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    torchrun_xllava(["run"], [*FAST, f"output_dir={run}", "stages=[world, datagen, tower, align, instruct]", *BF16])
 
     for stage in ("align", "instruct"):
         history = json.loads((run / stage / "log_history.json").read_text())

@@ -5,15 +5,12 @@ checkpoint of the two-process run that one process resumes with the same continu
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, TINY, fast_recipe
+from tests.conftest import FAST, fast_recipe, torchrun_xllava
 
 STEPS, SAVE, PER_DEVICE = 6, 3, 8
 # group_by_length on: the length-grouped order must be one global order dealt out per rank
@@ -38,15 +35,7 @@ def run_dir(tmp_path_factory) -> Path:
 def torchrun_instruct(run_dir: Path, *extra: str) -> tuple[Path, str]:
     """`xllava train instruct` under torchrun: a global batch of 2 x PER_DEVICE over 2 processes."""
     sets = [*FAST, f"output_dir={run_dir}", *INSTRUCT, f"instruct.batch_size={2 * PER_DEVICE}", *extra]
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "xllava.cli", "train", "instruct", str(TINY)]
-    for s in sets:
-        args += ["--set", s]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # 2 processes on 2 cores
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
-    return run_dir / "instruct", out
+    return run_dir / "instruct", torchrun_xllava(["train", "instruct"], sets, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,8 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-def _content_text(message: dict) -> str:
+def content_text(message: dict) -> str:
+    """A message's text: its string, or its text parts joined (image parts carry none)."""
     content = message["content"]
     if isinstance(content, str):
         return content
@@ -97,7 +98,7 @@ def _checked(
         )
     for (start, end), message in zip(runs, answers, strict=True):
         spelled = _squash(tokenizer.decode(ids[start:end]))
-        if not spelled.startswith(_squash(_content_text(message))):
+        if not spelled.startswith(_squash(content_text(message))):
             raise DataError(
                 file, line, "conversations",
                 f"sample {sample.id}: tokenization mismatch: supervised span spells {spelled[:60]!r}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerBase
 
 from xllava.train.data import DataError, Sample
-from xllava.train.labels import IGNORE, Encoded
+from xllava.train.labels import IGNORE, Encoded, content_text
 
 SEPARATOR = "\n"  # LLaVA's conv_llava_plain.sep
 
@@ -24,8 +24,7 @@ def _caption(sample: Sample) -> str:
     if roles != ["user", "assistant"]:
         raise DataError(file, line, "conversations",
                         f"sample {sample.id}: the plain format takes one human turn then one gpt turn, got {roles}")
-    content = sample.messages[1]["content"]
-    return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return content_text(sample.messages[1])
 
 
 def encode_plain(
