@@ -1,13 +1,14 @@
-"""Stage-2 levers not (yet) built, measured on the stage's own batches, and a profile of its step.
+"""Stage-2 levers, measured on the stage's own batches, and a profile of its step.
 
-1. Projections over real tokens only: the padding share of the tokens the linear layers see in the
-   stage's batches (length-grouped global batches cut into micro-batches, each padded to its own
-   longest sample, as Trainer feeds them). Dropping the padding rows could save at most that share.
+1. Projections over real tokens only (built: `padding_free`, xllava.train.padding_free): the padding
+   share of the tokens the linear layers would see in the stage's batches if each micro-batch were
+   padded to its own longest sample (length-grouped global batches cut into micro-batches, as
+   Trainer feeds them). Packing removes that share.
 2. The prefix the records of one image share (chat header, image tokens, what precedes the first
    differing token), computed once per image in a micro-batch: the tokens it would save in the
    stage's batches, and at most (every record of an image in one batch, which changes the sampling).
-3. Where a step's time goes: torch.profiler over xllava's step (cached features, supervised tail,
-   fused LoRA), the top operators by their own CPU time.
+3. Where a step's time goes: torch.profiler over xllava's step (cached features, packed
+   micro-batches, supervised tail, fused LoRA), the top operators by their own CPU time.
 
     python bench/train_levers.py --recipe recipes/smol.yaml      # about 3 minutes on 2 cores
     python bench/train_levers.py --smoke     # a shrunk tiny run in seconds (tests/test_bench_scripts.py)
@@ -33,6 +34,7 @@ from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
+from xllava.train.padding_free import padding_free  # noqa: E402
 from xllava.train.stage import GlobalLengthGroupedSampler, configure_trainable  # noqa: E402
 
 
@@ -88,7 +90,7 @@ def main() -> None:
     real = sum(dataset.lengths)
     padded = sum(len(ids) * max(dataset.lengths[j] for j in ids) for ids in micro)
     print(f"1. real tokens only: the stage's micro-batches hold {real} real tokens padded to {padded} "
-          f"({100 * (padded - real) / padded:.1f}% padding rows: the most dropping them could save)")
+          f"({100 * (padded - real) / padded:.1f}% padding rows, which padding_free drops)")
 
     shared = shared_prefixes(dataset)
     rows = [int(r) for r in dataset.rows]
@@ -118,7 +120,7 @@ def main() -> None:
     collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
     picked = [micro[int((i + 0.5) * len(micro) / (args.profiled + 1))] for i in range(args.profiled + 1)]
     model.train()
-    with lora_fused(model, enabled=cfg.lora.fused):
+    with lora_fused(model, enabled=cfg.lora.fused), padding_free(model, cfg.padding_free):
         llava_loss(base, **collator([dataset[j] for j in picked[0]])).backward()  # warm-up
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for ids in picked[1:]:

@@ -3,8 +3,8 @@
 naive:  LlavaForConditionalGeneration.forward(input_ids, pixel_values, labels): the vision tower
         runs for every sample, the LM head over the full vocabulary at every position, random batches.
 xllava: cached frozen-tower features (cache build time included), LM head (and a Llama-layout
-        last layer) only at supervised positions, batches grouped by real token length, right-padded
-        batches under causal attention alone, LoRA projections fused on a CPU
+        last layer) only at supervised positions, batches grouped by real token length, each
+        micro-batch packed into one row without padding, LoRA projections fused on a CPU
         (xllava.train.fused_lora), and the recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both train the same parameters (the recipe's stage-2 setup) on the same samples, each batching one
 epoch of them its own way; each times `--steps` batches picked evenly across its epoch by size and
@@ -46,6 +46,7 @@ from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
 from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
+from xllava.train.padding_free import padding_free  # noqa: E402
 from xllava.train.stage import configure_trainable  # noqa: E402
 
 
@@ -53,7 +54,11 @@ def batches(order: list[int], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
 
 
-def padded_tokens(dataset, batch_list: list[list[int]]) -> int:
+def padded_tokens(dataset, batch_list: list[list[int]], packed: bool = False) -> int:
+    """The tokens a side's model runs for these batches: each padded to its longest sample, or only
+    the real ones where the side packs them."""
+    if packed:
+        return sum(dataset.lengths[j] for ids in batch_list for j in ids)
     return sum(len(ids) * max(dataset.lengths[j] for j in ids) for ids in batch_list)
 
 
@@ -77,6 +82,7 @@ class Side:
     timed: list[list[int]]
     setup: Callable[[], AbstractContextManager]
     seconds: float = 0.0
+    packed: bool = False  # the model runs real tokens only (xllava.train.padding_free)
 
 
 def run_batch(model, dataset, side: Side, ids: list[int], optimizer, micro_batch: int | None) -> float:
@@ -94,13 +100,13 @@ def run_batch(model, dataset, side: Side, ids: list[int], optimizer, micro_batch
 
 
 def report(dataset, side: Side) -> float:
-    """Samples/s over the side's epoch, from its timed batches scaled by padded tokens."""
+    """Samples/s over the side's epoch, from its timed batches scaled by the tokens the model runs."""
     samples = sum(len(ids) for ids in side.timed)
     tokens = sum(dataset.lengths[j] for ids in side.timed for j in ids)
-    padded = padded_tokens(dataset, side.timed)
-    # a ratio estimate: the step time follows the padded tokens, and the sample's share of the
-    # epoch's padded tokens is known exactly, where its share of the samples is not
-    epoch_seconds = side.seconds * padded_tokens(dataset, side.epoch) / padded
+    padded = padded_tokens(dataset, side.timed, side.packed)
+    # a ratio estimate: the step time follows the tokens run, and the sample's share of the
+    # epoch's tokens is known exactly, where its share of the samples is not
+    epoch_seconds = side.seconds * padded_tokens(dataset, side.epoch, side.packed) / padded
     epoch_samples = sum(len(ids) for ids in side.epoch)
     print(f"{side.name:8s} {epoch_samples / epoch_seconds:8.2f} samples/s over the epoch  (timed {samples} samples in "
           f"{side.seconds:.1f} s: {samples / side.seconds:.2f}/s; {tokens} tokens, padded to {padded / tokens:.2f}x)")
@@ -189,15 +195,15 @@ def main() -> None:
         yield
 
     @contextmanager
-    def as_xllava() -> Iterator[int]:
+    def as_xllava() -> Iterator[tuple[int, bool]]:
         base.set_attn_implementation({"text_config": cfg.llm_attention or model_attention})
-        with lora_fused(model, enabled=cfg.lora.fused) as fused:
-            yield fused
+        with lora_fused(model, enabled=cfg.lora.fused) as fused, padding_free(model, cfg.padding_free) as packed:
+            yield fused, packed
 
-    with as_xllava() as fused:
-        print(f"xllava: {fused} LoRA projections fused")
+    with as_xllava() as (fused, packed):
+        print(f"xllava: {fused} LoRA projections fused; micro-batches {'packed' if packed else 'padded'}")
     sides = [Side("naive", pixels, naive_step, naive_epoch, across(naive_epoch), as_naive),
-             Side("xllava", cached, xllava_step, grouped_epoch, across(grouped_epoch), as_xllava)]
+             Side("xllava", cached, xllava_step, grouped_epoch, across(grouped_epoch), as_xllava, packed=packed)]
     # the two sides take turns, batch by batch, so a drift in the machine's speed (5-10% over the
     # minutes a side takes on 2 shared cores) falls on both alike
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)

@@ -10,7 +10,7 @@ import torch.nn as nn
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 
-from xllava.train.fused_lora import keep_multiplier, lora_fused
+from xllava.train.fused_lora import dropped_positions, keep_multiplier, lora_fused
 
 
 @pytest.mark.parametrize("p", [0.05, 0.5])
@@ -19,16 +19,26 @@ def test_keep_multiplier_is_unbiased_dropout(p: float) -> None:
     keep = keep_multiplier(torch.Size([1000, 4096]), p)
     scale = float(keep.max())
     assert keep.shape == (1000, 4096)
-    assert set(keep.unique().tolist()) == {0.0, scale}
-    kept = (keep > 0).float()
-    assert abs(float(kept.mean()) - (1 - p)) < 1e-3
-    # every one of the four 16-bit lanes of a 64-bit draw drops at rate p (a lane without its top bit
-    # would keep everything or nothing)
-    by_lane = kept.view(-1, 4).mean(0)
-    assert torch.allclose(by_lane, torch.full((4,), 1 - p), atol=3e-3), by_lane
+    assert sorted(keep.unique().tolist()) == pytest.approx([0.0, 1 / (1 - p)]) and scale > 1
+    dropped = (keep == 0).flatten().float()
+    assert abs(float(dropped.mean()) - p) < 1e-3
+    # independent elements: neighbours drop together at rate p^2, and the draw reaches the end
+    assert abs(float((dropped[1:] * dropped[:-1]).mean()) - p * p) < 1e-3
+    assert abs(float(dropped[-dropped.numel() // 10 :].mean()) - p) < 3e-3
     assert abs(float(keep.mean()) - 1.0) < 3e-3  # scaled by the keep rate: E[x * keep] = x
     torch.manual_seed(0)
     assert torch.equal(keep_multiplier(torch.Size([1000, 4096]), p), keep)  # the seeded torch generator
+
+
+@pytest.mark.parametrize(("n", "p"), [(1, 0.5), (7, 0.99), (50, 1e-6)])
+def test_dropped_positions_are_sorted_indices_below_n(n: int, p: float) -> None:
+    torch.manual_seed(1)
+    draws = [dropped_positions(n, p) for _ in range(200)]
+    for positions in draws:
+        assert positions.dtype == torch.int64 and bool((positions[1:] > positions[:-1]).all())
+        assert positions.numel() == 0 or 0 <= int(positions.min()) and int(positions.max()) < n
+    rate = sum(d.numel() for d in draws) / (200 * n)
+    assert abs(rate - p) < 0.1
 
 
 def lora_model(dropout: float, bias: bool = True) -> nn.Module:

@@ -297,6 +297,7 @@ class Pipeline:
             "supervised_tokens": result.supervised_tokens,
             "truncated_turns": result.truncated_turns,
             "fused_lora_projections": result.fused_lora,
+            "padding_free": result.padding_free,
             "seconds": round(result.seconds, 1),
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,

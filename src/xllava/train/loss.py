@@ -18,6 +18,7 @@ from transformers import LlavaForConditionalGeneration
 
 from xllava.train.features import select_features
 from xllava.train.labels import IGNORE
+from xllava.train.padding_free import PackedRow, pack_rows, packs
 from xllava.train.supervised_tail import supervised_tail_logits, supports_supervised_tail
 
 
@@ -50,16 +51,33 @@ def llava_loss(
             )
         # under autocast the projector returns bf16 while the embeddings stay fp32: scatter in theirs
         embeds = embeds.masked_scatter(slots, projected.to(embeds.dtype))
-    targets = labels[:, 1:]
-    keep = targets != IGNORE
     if (labels != IGNORE).logical_and(attention_mask == 0).any():
         raise ValueError("a label sits on a padded position")
-    attention_mask = mask_for_decoder(attention_mask)
-    if supervised_logits_only and keep.any() and supports_supervised_tail(inner.language_model):
+    decoder = inner.language_model
+    if packs(decoder):  # inside xllava.train.padding_free: the real tokens as one row
+        row = pack_rows(embeds, labels, attention_mask, IGNORE)
+        return _supervised_loss(model, row.embeds, None, row.targets[None, :-1], supervised_logits_only, row)
+    return _supervised_loss(model, embeds, mask_for_decoder(attention_mask), labels[:, 1:], supervised_logits_only)
+
+
+def _supervised_loss(
+    model: LlavaForConditionalGeneration,
+    embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    targets: torch.Tensor,
+    supervised_logits_only: bool,
+    packed: PackedRow | None = None,
+) -> torch.Tensor:
+    """The mean next-token loss over `targets` [batch, seq - 1] (the label of the token after each
+    position, IGNORE where none)."""
+    decoder = model.model.language_model
+    keep = targets != IGNORE
+    if supervised_logits_only and keep.any() and supports_supervised_tail(decoder):
         at = F.pad(keep, (0, 1), value=False)  # the last position predicts nothing
-        logits = supervised_tail_logits(inner.language_model, model.lm_head, embeds, attention_mask, at)
+        logits = supervised_tail_logits(decoder, model.lm_head, embeds, attention_mask, at, packed)
         return F.cross_entropy(logits.float(), targets[keep])
-    hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+    decoder_kwargs = packed.decoder_kwargs() if packed is not None else {}
+    hidden = decoder(inputs_embeds=embeds, attention_mask=attention_mask, **decoder_kwargs).last_hidden_state
     hidden = hidden[:, :-1]
     if supervised_logits_only:
         logits = model.lm_head(hidden[keep])

@@ -49,6 +49,7 @@ from xllava.train.fused_lora import lora_fused
 from xllava.train.image_check import check_images
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
+from xllava.train.padding_free import padding_free
 from xllava.train.precision import (
     cast_unpartitioned,
     check_attention,
@@ -78,6 +79,7 @@ class StageResult:
     truncated_turns: int
     seconds: float
     fused_lora: int = 0  # LoRA projections trained as one autograd function (xllava.train.fused_lora)
+    padding_free: bool = False  # micro-batches packed into one row (xllava.train.padding_free)
 
 
 def _part(name: str) -> str:
@@ -189,18 +191,34 @@ def loss_as_forward(model: torch.nn.Module, supervised_logits_only: bool) -> Ite
         base.__dict__.pop("forward", None)
 
 
-def trainer_adamw(trainer: Trainer, groups: list[dict]) -> torch.optim.AdamW:
-    """AdamW over parameter groups with their own rates, set up from the trainer's arguments."""
-    args = trainer.args
+def parameter_groups(model: torch.nn.Module, stage: TrainStageConfig) -> list[dict]:
+    """The trainable parameters of `model` by part (llm, projector, vision tower), each part at the
+    stage's rate for it."""
+    rates = {
+        "llm": stage.lr,
+        "projector": stage.lr if stage.projector_lr is None else stage.projector_lr,
+        "vision_tower": stage.lr if stage.vision_lr is None else stage.vision_lr,
+    }
+    groups: dict[str, list] = {part: [] for part in rates}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups[_part(name)].append(param)
+    return [{"params": ps, "lr": rates[part]} for part, ps in groups.items() if ps]
+
+
+def adamw(groups: list[dict], args: TrainingArguments, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over parameter groups with their own rates, set up from the training arguments."""
     return torch.optim.AdamW(
-        groups,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
-        weight_decay=args.weight_decay,
-        # one kernel over all parameters (on a CPU the default is a Python loop over them: 11 -> 6 ms
-        # a step for the tiny LLM); the engines that shard weights (FSDP, DeepSpeed) bring their own
-        fused=not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled),
+        groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, weight_decay=args.weight_decay,
+        fused=fused,
     )
+
+
+def trainer_adamw(trainer: Trainer, groups: list[dict]) -> torch.optim.AdamW:
+    """`adamw` for a trainer: one fused kernel over all parameters (on a CPU the default is a Python
+    loop over them: 11 -> 6 ms a step for the tiny LLM), except under the engines that shard weights
+    (FSDP, DeepSpeed), which bring their own."""
+    return adamw(groups, trainer.args, fused=not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled))
 
 
 class LlavaStageTrainer(Trainer):
@@ -226,17 +244,7 @@ class LlavaStageTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
-            rates = {
-                "llm": self.stage.lr,
-                "projector": self.stage.lr if self.stage.projector_lr is None else self.stage.projector_lr,
-                "vision_tower": self.stage.lr if self.stage.vision_lr is None else self.stage.vision_lr,
-            }
-            groups: dict[str, list] = {part: [] for part in rates}
-            for name, param in self.model.named_parameters():
-                if param.requires_grad:
-                    groups[_part(name)].append(param)
-            rated = [{"params": ps, "lr": rates[part]} for part, ps in groups.items() if ps]
-            self.optimizer = trainer_adamw(self, rated)
+            self.optimizer = trainer_adamw(self, parameter_groups(self.model, self.stage))
         return self.optimizer
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -425,7 +433,8 @@ def train_stage(
     # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
     partial = deepspeed_resume_without_frozen() if zero is not None and saves_trainable_only(model) else nullcontext()
-    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused, partial:
+    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused, partial, \
+            padding_free(model, cfg.padding_free) as packed:
         trainer.train(resume_from_checkpoint=checkpoint)
 
     final = trained_model(trainer, model, cfg, init_dir)
@@ -444,4 +453,5 @@ def train_stage(
         truncated_turns=dataset.truncated_turns,
         seconds=time.time() - started,
         fused_lora=fused,
+        padding_free=packed,
     )

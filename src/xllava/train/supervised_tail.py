@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from transformers.models.llama import modeling_llama
 from transformers.models.qwen2 import modeling_qwen2
 
+from xllava.train.padding_free import PACKED_SDPA, PackedRow
+
 # decoder class name -> the rotate_half its attention's rotary embedding uses (the module's own, not a
 # copy). Its apply_rotary_pos_emb rotates queries and keys together; here they sit at different
 # positions, and calling it once for each would rotate every tensor twice.
@@ -29,7 +31,7 @@ DECODER_ROTATE_HALF: dict[str, Callable] = {
     "LlamaDecoderLayer": modeling_llama.rotate_half,
     "Qwen2DecoderLayer": modeling_qwen2.rotate_half,
 }
-ATTENTION_IMPLEMENTATIONS = {"sdpa", "eager"}
+ATTENTION_IMPLEMENTATIONS = {"sdpa", "eager", PACKED_SDPA}
 
 
 class _LastLayerReached(Exception):
@@ -56,7 +58,7 @@ def supports_supervised_tail(decoder: torch.nn.Module) -> bool:
 
 
 def hidden_before_last_layer(
-    decoder: torch.nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None
+    decoder: torch.nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor | None, **decoder_kwargs
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Run the HF decoder up to its last layer; return that layer's input and its rotary cos/sin.
 
@@ -69,7 +71,7 @@ def hidden_before_last_layer(
 
     handle = decoder.layers[-1].register_forward_pre_hook(stop, with_kwargs=True)
     try:
-        decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
+        decoder(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False, **decoder_kwargs)
     except _LastLayerReached as reached:
         return reached.hidden, reached.position_embeddings
     finally:
@@ -83,12 +85,15 @@ def supervised_tail_logits(
     embeds: torch.Tensor,
     attention_mask: torch.Tensor | None,
     keep: torch.Tensor,
+    packed: PackedRow | None = None,
 ) -> torch.Tensor:
     """LM-head logits at the positions where `keep` [batch, seq] is true, in row-major order.
 
     Equal to `lm_head(decoder(embeds).last_hidden_state)[keep]`, with the last layer's queries,
-    attention output, MLP and the head computed at those positions only."""
-    hidden, (cos, sin) = hidden_before_last_layer(decoder, embeds, attention_mask)
+    attention output, MLP and the head computed at those positions only. For a `packed` row (embeds
+    [1, tokens, hidden], xllava.train.padding_free) each token attends within its own sample."""
+    decoder_kwargs = packed.decoder_kwargs() if packed is not None else {}
+    hidden, (cos, sin) = hidden_before_last_layer(decoder, embeds, attention_mask, **decoder_kwargs)
     layer = decoder.layers[-1]
     attn = layer.self_attn
     rotate_half = DECODER_ROTATE_HALF[type(layer).__name__]
@@ -122,6 +127,8 @@ def supervised_tail_logits(
     allowed = positions[None, None, :] <= rows[..., None]
     if attention_mask is not None:  # None: right padding, where causal is enough (see xllava.train.loss)
         allowed = allowed & attention_mask.bool()[:, None, :]
+    if packed is not None:  # within the query's own sample
+        allowed = allowed & (packed.sample_of[None, None, :] == packed.sample_of[rows][..., None])
     allowed = allowed | (~valid[..., None] & (positions == 0)[None, None, :])
     attended = F.scaled_dot_product_attention(
         queries, keys, values,
