@@ -16,7 +16,7 @@ SFTConfig's defaults are changed, both in TRL's favour: `gradient_checkpointing=
 activations saves memory that a CPU has, at the cost of time) and `bf16=False` (fp32, as xllava).
 xllava: its stage-2 trainer (`LlavaStageTrainer` with the recipe's levers: cached tower features,
 batches grouped by real token length, each micro-batch packed into one row without padding, the
-supervised-positions-only tail, fused LoRA on a CPU).
+supervised-positions-only tail, fused LoRA and frozen norms on a CPU).
 
 Each side runs its own `Trainer.train()` loop in the main thread of its own process, as a user runs
 either tool: its own allocator state, nothing freed or kept on the other's behalf. A baton passed at
@@ -71,6 +71,7 @@ from xllava.train.data import Sample, load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
+from xllava.train.fused_norm import rms_norm_fused  # noqa: E402
 from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.padding_free import padding_free  # noqa: E402
@@ -325,6 +326,7 @@ def xllava_side(model, processor, cfg: TrainStageConfig, steps: int, epoch: Llav
                           work / "warm")
     stack.enter_context(loss_as_forward(model, cfg.supervised_logits_only))
     side.notes["fused"] = stack.enter_context(lora_fused(model, enabled=cfg.lora.fused))
+    side.notes["norms"] = stack.enter_context(rms_norm_fused(model, enabled=cfg.fused_norm))
     recording.packed = side.notes["packed"] = stack.enter_context(padding_free(model, cfg.padding_free))
     return timed, warm
 
@@ -400,7 +402,7 @@ def main() -> None:
             raise RuntimeError(f"the {side.name} side failed:\n{side.error}")
 
     ours, peer = sides["xllava"], sides["trl"]
-    print(f"trained {ours.notes['trained']}; xllava: {ours.notes['fused']} LoRA projections fused; micro-batches "
+    print(f"trained {ours.notes['trained']}; xllava: {ours.notes['fused']} LoRA projections and {ours.notes['norms']} norms fused; micro-batches "
           f"{'packed' if ours.notes['packed'] else 'padded'}; feature cache {ours.notes['cache_seconds']:.1f} s for "
           f"{ours.notes['images']} images")
     ours_rate, ours_line = rate(ours)

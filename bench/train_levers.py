@@ -33,6 +33,7 @@ from xllava.train.data import load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
+from xllava.train.fused_norm import rms_norm_fused  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.padding_free import padding_free  # noqa: E402
 from xllava.train.stage import GlobalLengthGroupedSampler, configure_trainable  # noqa: E402
@@ -120,7 +121,8 @@ def main() -> None:
     collator = LlavaCollator(processor.tokenizer.pad_token_id, dataset.images, processor.image_processor, cache)
     picked = [micro[int((i + 0.5) * len(micro) / (args.profiled + 1))] for i in range(args.profiled + 1)]
     model.train()
-    with lora_fused(model, enabled=cfg.lora.fused), padding_free(model, cfg.padding_free):
+    with lora_fused(model, enabled=cfg.lora.fused), padding_free(model, cfg.padding_free), \
+            rms_norm_fused(model, enabled=cfg.fused_norm):
         llava_loss(base, **collator([dataset[j] for j in picked[0]])).backward()  # warm-up
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for ids in picked[1:]:

@@ -4,7 +4,7 @@ naive:  LlavaForConditionalGeneration.forward(input_ids, pixel_values, labels): 
         runs for every sample, the LM head over the full vocabulary at every position, random batches.
 xllava: cached frozen-tower features (cache build time included), LM head (and a Llama-layout
         last layer) only at supervised positions, batches grouped by real token length, each
-        micro-batch packed into one row without padding, LoRA projections fused on a CPU
+        micro-batch packed into one row without padding, LoRA projections and frozen norms fused on a CPU
         (xllava.train.fused_lora), and the recipe's stage-2 attention kernel (`instruct.llm_attention`).
 Both train the same parameters (the recipe's stage-2 setup) on the same samples, each batching one
 epoch of them its own way; each times `--steps` batches picked evenly across its epoch by size and
@@ -44,6 +44,7 @@ from xllava.train.data import load_samples  # noqa: E402
 from xllava.train.dataset import LlavaCollator, LlavaDataset  # noqa: E402
 from xllava.train.features import FeatureCache  # noqa: E402
 from xllava.train.fused_lora import lora_fused  # noqa: E402
+from xllava.train.fused_norm import rms_norm_fused  # noqa: E402
 from xllava.train.labels import IGNORE  # noqa: E402
 from xllava.train.loss import llava_loss  # noqa: E402
 from xllava.train.padding_free import padding_free  # noqa: E402
@@ -197,7 +198,8 @@ def main() -> None:
     @contextmanager
     def as_xllava() -> Iterator[tuple[int, bool]]:
         base.set_attn_implementation({"text_config": cfg.llm_attention or model_attention})
-        with lora_fused(model, enabled=cfg.lora.fused) as fused, padding_free(model, cfg.padding_free) as packed:
+        with lora_fused(model, enabled=cfg.lora.fused) as fused, padding_free(model, cfg.padding_free) as packed, \
+                rms_norm_fused(model, enabled=cfg.fused_norm):
             yield fused, packed
 
     with as_xllava() as (fused, packed):

@@ -128,6 +128,7 @@ class TrainStageConfig(TrainingConfig):
     supervised_logits_only: bool = True  # LM head (and a Llama-layout last layer) only where a label is
     # each micro-batch's samples packed into one row, no padding rows (sdpa, full causal attention only)
     padding_free: bool = True
+    fused_norm: bool = True  # frozen RMSNorms as one autograd function on a CPU (xllava.train.fused_norm)
     # the LLM's attention kernel in training; None keeps the model's (sdpa). On a CPU, eager is faster
     # for short sequences of small heads; flash_attention_2 needs the flash-attn package and a CUDA device
     llm_attention: Literal["sdpa", "eager", "flash_attention_2"] | None = None

@@ -35,7 +35,8 @@ MARKER = "xllava-checkpoint.json"
 # settings a resumed run may change: the step budget, and what does not change the weights (the
 # micro-batch splits the global batch, `batch_size`, which does count)
 NOT_IDENTITY = frozenset({"max_steps", "epochs", "save_steps", "logging_steps", "dataloader_workers", "feature_cache",
-                          "micro_batch", "eval_batch_size", "padding_free"})
+                          "micro_batch", "eval_batch_size", "padding_free",
+                          "fused_norm"})
 
 
 class ResumeRefused(RuntimeError):

@@ -46,6 +46,7 @@ from xllava.train.data import load_samples
 from xllava.train.dataset import LlavaCollator, LlavaDataset
 from xllava.train.features import FeatureCache, cache_by_default
 from xllava.train.fused_lora import lora_fused
+from xllava.train.fused_norm import rms_norm_fused
 from xllava.train.image_check import check_images
 from xllava.train.labels import IGNORE
 from xllava.train.loss import llava_loss
@@ -430,10 +431,11 @@ def train_stage(
         lengths=dataset.lengths,
         callbacks=[CompletionMarker(identity, started_from)],
     )
-    # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA bypasses
+    # sharded weights (FSDP, ZeRO-3) are gathered inside module calls, which the fused LoRA and norms bypass
     fuse = lora_fused(model, enabled=cfg.lora.fused and not _sharded(trainer))
     partial = deepspeed_resume_without_frozen() if zero is not None and saves_trainable_only(model) else nullcontext()
-    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused, partial, \
+    norms = rms_norm_fused(model, enabled=cfg.fused_norm and not _sharded(trainer))
+    with loss_as_forward(model, cfg.supervised_logits_only), fuse as fused, partial, norms, \
             padding_free(model, cfg.padding_free) as packed:
         trainer.train(resume_from_checkpoint=checkpoint)
 
