@@ -42,15 +42,18 @@ def test_a_lora_model_trains_the_same_with_fused_norms(family) -> None:
 
 def test_trainable_norms_and_other_dtypes_take_hf_s_forward() -> None:
     model = llava(LlamaConfig(**TEXT))  # every weight trains: full fine-tuning
+    with rms_norm_fused(model) as swapped:
+        assert swapped == 0
     norm = model.model.language_model.norm
+    norm.weight.requires_grad_(False)
     x = torch.randn(3, 5, TEXT["hidden_size"])
     with rms_norm_fused(model) as swapped:
-        assert swapped > 0
-        norm(x).sum().backward()  # HF's path: the weight gets its gradient
-        assert norm.weight.grad is not None
-        norm.weight.requires_grad_(False)
+        assert swapped == 1
         bf16 = norm(x.bfloat16())  # HF's upcast-and-cast path
         assert bf16.dtype == torch.float32  # the fp32 weight times the bf16 normalised input
+        norm.weight.requires_grad_(True)  # unfrozen inside the block: HF's path gives its gradient
+        norm(x).sum().backward()
+        assert norm.weight.grad is not None
     gemma = llava(Gemma3TextConfig(**TEXT, head_dim=8))
     with rms_norm_fused(gemma) as swapped:
         assert swapped == 0  # (1 + weight) norms are not this function's

@@ -45,8 +45,9 @@ class _RmsNorm(torch.autograd.Function):
 
 
 def _fusable(layer: nn.Module) -> bool:
-    return (type(layer).__name__ in RMS_NORM_CLASSES and isinstance(getattr(layer, "weight", None), nn.Parameter)
-            and hasattr(layer, "variance_epsilon"))
+    weight = getattr(layer, "weight", None)
+    return (type(layer).__name__ in RMS_NORM_CLASSES and isinstance(weight, nn.Parameter)
+            and not weight.requires_grad and hasattr(layer, "variance_epsilon"))
 
 
 def _fused_forward(layer: nn.Module, hf_forward):
@@ -63,9 +64,9 @@ def _fused_forward(layer: nn.Module, hf_forward):
 
 @contextmanager
 def rms_norm_fused(model: nn.Module, enabled: bool = True) -> Iterator[int]:
-    """Within the block every RMSNorm of `model` in RMS_NORM_CLASSES runs as `_RmsNorm` where its
-    weight is frozen and the call is float32 on a CPU (checked at each call). Yields how many layers
-    were swapped (none when not `enabled`)."""
+    """Within the block every RMSNorm of `model` in RMS_NORM_CLASSES whose weight is frozen runs as
+    `_RmsNorm` where the call is float32 on a CPU with the weight still frozen (checked at each
+    call). Yields how many layers were swapped (none when not `enabled`)."""
     swapped = [layer for layer in model.modules() if _fusable(layer)] if enabled else []
     for layer in swapped:
         layer.forward = _fused_forward(layer, layer.forward)
