@@ -59,17 +59,11 @@ def dropped_positions(n: int, p: float, device: torch.device | None = None) -> t
     return positions[: int(torch.searchsorted(positions, n))]
 
 
-def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32,
-              device: torch.device | None = None) -> torch.Tensor:
-    """A 0/1 mask of `shape`, 0 at `dropped_positions`."""
-    keep = torch.ones(shape.numel(), dtype=dtype, device=device)
-    return keep.index_fill_(0, dropped_positions(shape.numel(), p, device), 0.0).view(shape)
-
-
 def keep_multiplier(shape: torch.Size, p: float, dtype: torch.dtype = torch.float32,
                     device: torch.device | None = None) -> torch.Tensor:
-    """A dropout multiplier of `shape`: 1 / (1 - p) with probability 1 - p, else 0."""
-    return keep_mask(shape, p, dtype, device).mul_(1.0 / (1.0 - p))
+    """The dense dropout multiplier of the same draw: 0 at `dropped_positions`, 1 / (1 - p) elsewhere."""
+    keep = torch.full((shape.numel(),), 1.0 / (1.0 - p), dtype=dtype, device=device)
+    return keep.index_fill_(0, dropped_positions(shape.numel(), p, device), 0.0).view(shape)
 
 
 def _dropped(rows: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
@@ -180,7 +174,7 @@ def lora_fused(model: nn.Module, enabled: bool = True) -> Iterator[int]:
         yield len(swapped)
     finally:
         for layer in swapped:
-            del layer.forward  # the instance attribute; the class's forward shows again
+            layer.__dict__.pop("forward", None)  # the instance attribute; the class's forward shows again
 
 
 def _bench(tokens: int = 600, steps: int = 40) -> None:
